@@ -1,0 +1,1 @@
+"""Learners behind one interface (installed as ``devlearn.agents``)."""
