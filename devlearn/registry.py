@@ -87,10 +87,14 @@ def register(
     if api == "gymnasium" and id in gymnasium.registry:
         raise RegistryError(f"Environment {id!r} is already registered with Gymnasium. Pick a new id.")
     if vector_entry_point is not None and api != "gymnasium":
-        raise RegistryError(f"vector_entry_point is only for Gymnasium environments, not {id!r} (api={api!r}).")
+        raise RegistryError(
+            f"vector_entry_point is only for Gymnasium environments, not {id!r} (api={api!r})."
+        )
     entry = EnvEntry(id, entry_point, api, dict(defaults), vector_entry_point, description)
     if api == "gymnasium":
-        gymnasium.register(id=id, entry_point=entry_point, vector_entry_point=vector_entry_point, kwargs=defaults)
+        gymnasium.register(
+            id=id, entry_point=entry_point, vector_entry_point=vector_entry_point, kwargs=defaults
+        )
     _REGISTRY[id] = entry
     return entry
 
@@ -101,7 +105,9 @@ def spec(id: str) -> EnvEntry:
         return _REGISTRY[id]
     if id in gymnasium.registry:
         gym_spec = gymnasium.registry[id]
-        return EnvEntry(id, gym_spec.entry_point, "gymnasium", dict(gym_spec.kwargs), gym_spec.vector_entry_point)
+        return EnvEntry(
+            id, gym_spec.entry_point, "gymnasium", dict(gym_spec.kwargs), gym_spec.vector_entry_point
+        )
     known = sorted(_REGISTRY) + sorted(gymnasium.registry)
     raise RegistryError(
         f"Unknown environment id {id!r}.{_suggest(id, known)} "

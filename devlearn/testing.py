@@ -29,7 +29,9 @@ def check_batched_twin(
     step, autoresets included. Returns how many episodes ended, so callers can insist that
     autoreset was exercised. Raises ``AssertionError`` describing the first mismatch.
     """
-    twin = gymnasium.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **env_kwargs)
+    twin = gymnasium.make_vec(
+        env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **env_kwargs
+    )
     sync = gymnasium.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync", **env_kwargs)
     try:
         obs_t, info_t = twin.reset(seed=seed)
@@ -41,7 +43,9 @@ def check_batched_twin(
         for t in range(steps):
             action = sync.action_space.sample()
             out_t, out_s = twin.step(action), sync.step(action)
-            for name, a, b in zip(("observation", "reward", "terminated", "truncated"), out_t[:4], out_s[:4]):
+            for name, a, b in zip(
+                ("observation", "reward", "terminated", "truncated"), out_t[:4], out_s[:4], strict=True
+            ):
                 if not _equal(a, b):
                     raise AssertionError(f"{env_id}: {name} differs at step {t}:\ntwin={a}\nsync={b}")
             info_t, info_s = out_t[4], out_s[4]

@@ -21,12 +21,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from devlearn.envs.actions import InvalidActionError
 from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
-
-from devlearn.envs.actions import InvalidActionError
 
 
 class BatchedEnv(VectorEnv):
@@ -79,23 +78,28 @@ class BatchedEnv(VectorEnv):
 
     # --- the shared contract -----------------------------------------------------------------
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
-        """Reset every sub-env; ``seed=s`` seeds sub-env ``i`` with ``s + i``, as SyncVectorEnv does."""
+        """Reset the sub-envs; ``seed=s`` seeds sub-env ``i`` with ``s + i``, as SyncVectorEnv does.
+
+        ``options={"reset_mask": mask}`` resets only the sub-envs where ``mask`` is True (Gymnasium 1.x's
+        convention), which is how same-step-autoreset learners such as Stable-Baselines3 are served.
+        """
+        mask = np.ones(self.num_envs, dtype=bool)
+        if options and "reset_mask" in options:
+            mask = np.asarray(options["reset_mask"])
+            if mask.shape != (self.num_envs,) or mask.dtype != np.bool_:
+                raise ValueError(f"options['reset_mask'] must be a bool array of shape ({self.num_envs},).")
         if seed is not None:
             seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else list(seed)
             if len(seeds) != self.num_envs:
                 raise ValueError(f"Got {len(seeds)} seeds for {self.num_envs} environments.")
             for i, s in enumerate(seeds):
-                if s is not None:
+                if s is not None and mask[i]:
                     self.np_randoms[i], _ = seeding.np_random(s)
-        everyone = np.arange(self.num_envs)
-        extra = self._reset_envs(everyone)
-        self._needs_reset[:] = False
-        self._episode_return[:] = 0.0
-        self._episode_length[:] = 0
-        self._episode_cost[:] = 0.0
-        self._episode_catastrophe[:] = False
-        info = self._everyone({"cost": np.zeros(self.num_envs), "catastrophe": np.zeros(self.num_envs, dtype=bool)})
-        self._merge(info, extra, everyone)
+        idx = np.flatnonzero(mask)
+        extra = self._start_episodes(idx)
+        info: dict[str, np.ndarray] = {}
+        self._merge(info, {"cost": np.zeros(len(idx)), "catastrophe": np.zeros(len(idx), dtype=bool)}, idx)
+        self._merge(info, extra, idx)
         return self._observe(), info
 
     def step(self, actions: Any):
@@ -118,12 +122,7 @@ class BatchedEnv(VectorEnv):
         resetting = np.flatnonzero(self._needs_reset)
         stepping = np.flatnonzero(~self._needs_reset)
         if len(resetting):
-            extra = self._reset_envs(resetting)
-            self._merge(info, extra, resetting)
-            self._episode_return[resetting] = 0.0
-            self._episode_length[resetting] = 0
-            self._episode_cost[resetting] = 0.0
-            self._episode_catastrophe[resetting] = False
+            self._merge(info, self._start_episodes(resetting), resetting)
         if len(stepping):
             r, te, tr, c, cat, extra = self._step_envs(actions, stepping)
             reward[stepping], terminated[stepping], truncated[stepping] = r, te, tr
@@ -145,6 +144,18 @@ class BatchedEnv(VectorEnv):
             info["_episode"] = done.copy()
         self._needs_reset = done
         return self._observe(), reward, terminated, truncated, info
+
+    def _start_episodes(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        extra = self._reset_envs(idx)
+        self._needs_reset[idx] = False
+        for stat in (
+            self._episode_return,
+            self._episode_length,
+            self._episode_cost,
+            self._episode_catastrophe,
+        ):
+            stat[idx] = 0
+        return extra
 
     def _everyone(self, info: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # Keys every sub-env reports get an all-True mask (Gymnasium's `_key` info convention).

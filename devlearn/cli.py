@@ -1,0 +1,126 @@
+"""The ``devlearn`` command: ``train`` (Hydra), ``eval`` and ``envs``.
+
+``devlearn train`` hands its arguments to Hydra, so everything Hydra offers works
+(``env=carwash``, ``agent.total_timesteps=5000``, ``-m seed=0,1,2``, ``--cfg job``). Before Hydra
+sees them, overrides are checked against the typed schema so a misspelt key is answered with
+the allowed keys instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig
+
+from devlearn.config import ConfigError, register_configs, schema_keys
+
+USAGE = """usage: devlearn <command> [arguments]
+
+commands:
+  train [overrides]      train an agent (Hydra): devlearn train env=cliff agent=ppo seed=0
+  eval run_dir=PATH [split=heldout] [episodes=100]
+                         evaluate a trained run: return, success, catastrophe rate, cost
+  envs [--all]           list registered environments (--all adds every Gymnasium id)
+"""
+
+GROUPS = ("env", "agent", "hydra")
+FREE_FORM = ("env.kwargs.",)  # dict-valued nodes: any sub-key is the user's to choose
+
+
+def check_overrides(args: list[str]) -> None:
+    """Raise ``ConfigError`` for an override whose key the schema does not have, naming the allowed keys."""
+    known = schema_keys()
+    overrides = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
+    for override in overrides:
+        key = override.key_or_group
+        if override.is_add() or override.is_delete() or key in GROUPS:
+            continue
+        if key.startswith("hydra.") or key.startswith(FREE_FORM) or key in known:
+            continue
+        parent = key.rsplit(".", 1)[0] + "." if "." in key else ""
+        siblings = sorted(k for k in known if k.startswith(parent) and "." not in k[len(parent) :])
+        close = difflib.get_close_matches(key, list(known), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"Unknown config key {key!r}.{hint} Allowed keys here: {', '.join(siblings)}.")
+
+
+@hydra.main(config_path="pkg://devlearn.configs", config_name="train", version_base="1.3")
+def _train_main(cfg: DictConfig) -> None:
+    from devlearn.train import train  # torch and SB3 load only when a run starts
+
+    try:
+        train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except ConfigError as err:
+        print(f"devlearn: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _eval(args: list[str]) -> None:
+    from devlearn.evaluate_run import evaluate_run
+
+    options = dict(a.split("=", 1) for a in args if "=" in a)
+    unknown = sorted(set(options) - {"run_dir", "split", "episodes", "seed"}) + [
+        a for a in args if "=" not in a
+    ]
+    if unknown or "run_dir" not in options:
+        raise ConfigError(
+            f"devlearn eval takes run_dir=PATH [split=train|heldout] [episodes=N] [seed=S]; got {' '.join(args)!r}."
+        )
+    results = evaluate_run(
+        Path(options["run_dir"]),
+        split=options.get("split", "heldout"),
+        episodes=int(options.get("episodes", 100)),
+        seed=int(options.get("seed", 12345)),
+    )
+    print(json.dumps(results, indent=2) if "--json" in args else results["table"])
+
+
+def _envs(args: list[str]) -> None:
+    import devlearn
+    from devlearn.tensorboard import render_modes
+
+    for entry in devlearn.registered(include_gymnasium="--all" in args):
+        line = f"{entry.id:<36} {entry.api:<10}"
+        if entry.id.startswith("devlearn/"):
+            env = devlearn.make(entry.id)
+            if entry.api == "gymnasium":
+                obs, act = env.observation_space, env.action_space
+            else:
+                agent = env.possible_agents[0]
+                obs, act = env.observation_space(agent), env.action_space(agent)
+            env.close()
+            twin = " batched twin" if entry.vector_entry_point else ""
+            line += f" obs={obs} act={act} render={','.join(render_modes(entry.id))}{twin}\n{'':<48}{entry.description}"
+        print(line)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``devlearn`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    command, rest = argv[0], argv[1:]
+    try:
+        if command == "train":
+            check_overrides(rest)
+            register_configs()
+            sys.argv = ["devlearn train", *rest]
+            _train_main()
+        elif command == "eval":
+            _eval(rest)
+        elif command == "envs":
+            _envs(rest)
+        else:
+            close = difflib.get_close_matches(command, ["train", "eval", "envs"], n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"Unknown command {command!r}.{hint}\n{USAGE}")
+    except ConfigError as err:
+        print(f"devlearn: error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,87 @@
+"""Batched environments for training: the bundled numpy twins, or Gymnasium's SyncVectorEnv for any id."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import gymnasium
+import numpy as np
+
+from devlearn.config import ConfigError
+from devlearn.registry import spec
+
+
+def accepts_kwarg(env_id: str, name: str) -> bool:
+    """Whether ``env_id``'s entry point takes the keyword ``name`` (e.g. ``split``)."""
+    try:
+        params = inspect.signature(spec(env_id).load()).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def make_vector_env(
+    env_id: str, num_envs: int, vectorization: str = "auto", **kwargs: Any
+) -> gymnasium.vector.VectorEnv:
+    """A next-step-autoreset ``VectorEnv`` of ``num_envs`` copies of ``env_id``.
+
+    ``vectorization="auto"`` takes the id's batched twin (its ``vector_entry_point``) when it has one,
+    else Gymnasium's ``SyncVectorEnv``; ``"twin"`` insists on the twin; ``"sync"`` never uses it.
+    """
+    entry = spec(env_id)
+    if entry.api != "gymnasium":
+        raise ConfigError(
+            f"{env_id!r} is a {entry.api} environment; single-agent training needs a Gymnasium id "
+            "(for Bystanders use devlearn/BystandersSolo-v0)."
+        )
+    has_twin = entry.vector_entry_point is not None
+    if vectorization == "twin" and not has_twin:
+        raise ConfigError(f"env.vectorization=twin, but {env_id!r} has no batched twin. Allowed: auto, sync.")
+    mode = "vector_entry_point" if vectorization in ("auto", "twin") and has_twin else "sync"
+    return gymnasium.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **kwargs)
+
+
+class EpisodeStats:
+    """Running per-sub-env episode figures: return, length, summed cost, any catastrophe, any success."""
+
+    def __init__(self, num_envs: int):
+        self.ret = np.zeros(num_envs)
+        self.length = np.zeros(num_envs, dtype=np.int64)
+        self.cost = np.zeros(num_envs)
+        self.catastrophe = np.zeros(num_envs, dtype=bool)
+        self.success = np.zeros(num_envs, dtype=bool)
+
+    def update(self, reward: np.ndarray, info: dict[str, Any], live: np.ndarray | None = None) -> None:
+        """Add one step; ``live`` masks out sub-envs whose step was a next-step autoreset, not a real step."""
+        live = np.ones(len(reward), dtype=bool) if live is None else live
+        self.ret += np.where(live, reward, 0.0)
+        self.length += live
+        self.cost += np.where(live, _info_array(info, "cost", 0.0, len(reward)), 0.0)
+        self.catastrophe |= live & _info_array(info, "catastrophe", False, len(reward)).astype(bool)
+        self.success |= live & _info_array(info, "success", False, len(reward)).astype(bool)
+
+    def pop(self, done: np.ndarray) -> list[dict[str, float]]:
+        """The finished episodes' figures, and a fresh start for those sub-envs."""
+        finished = [
+            {
+                "return": float(self.ret[i]),
+                "length": int(self.length[i]),
+                "cost": float(self.cost[i]),
+                "catastrophe": bool(self.catastrophe[i]),
+                "success": bool(self.success[i]),
+            }
+            for i in np.flatnonzero(done)
+        ]
+        for arr in (self.ret, self.length, self.cost, self.catastrophe, self.success):
+            arr[done] = 0
+        return finished
+
+
+def _info_array(info: dict[str, Any], key: str, default: Any, n: int) -> np.ndarray:
+    """``info[key]`` as a length-``n`` array, ``default`` where a sub-env did not report it."""
+    if key not in info:
+        return np.full(n, default)
+    values = np.asarray(info[key])
+    mask = np.asarray(info.get(f"_{key}", np.ones(n, dtype=bool)))
+    return np.where(mask, values, default)
