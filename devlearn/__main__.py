@@ -1,0 +1,5 @@
+"""``python -m devlearn`` is the ``devlearn`` command."""
+
+from devlearn.cli import main
+
+main()

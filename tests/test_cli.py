@@ -1,0 +1,142 @@
+"""The `devlearn` command as a user runs it: train, eval, envs, and errors that name what is allowed."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+DEVLEARN = [str(Path(sys.executable).parent / "devlearn")]
+TINY = [
+    "agent.total_timesteps=512",
+    "agent.n_steps=64",
+    "agent.batch_size=64",
+    "env.num_envs=4",
+    "log.eval_episodes=4",
+]
+
+
+def run(args, cwd, check=True):
+    out = subprocess.run(DEVLEARN + args, cwd=cwd, capture_output=True, text=True, timeout=600)
+    if check and out.returncode != 0:
+        raise AssertionError(
+            f"devlearn {' '.join(args)} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}"
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def cliff_run(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("train")
+    out = run(["train", "env=cliff", "agent=ppo", *TINY], cwd)
+    (run_dir,) = (cwd / "runs").iterdir()
+    return run_dir, out.stdout
+
+
+def test_train_writes_model_results_and_tensorboard(cliff_run):
+    run_dir, stdout = cliff_run
+    assert (run_dir / "model.zip").is_file()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["env"] == "devlearn/CliffEdge-v0" and results["env_steps"] >= 512
+    assert set(results["eval"]) == {"train", "heldout"}
+    for split in ("train", "heldout"):
+        assert results["eval"][split]["episodes"] == 4
+        assert 0.0 <= results["eval"][split]["catastrophe_rate"] <= 1.0
+    assert "catastrophe_rate" in stdout and "heldout" in stdout  # the console table
+
+
+def test_tensorboard_has_namespaced_scalars_and_a_rollout_video(cliff_run):
+    run_dir, _ = cliff_run
+    events = EventAccumulator(str(run_dir / "tb"))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    for tag in (
+        "rollout/ep_rew_mean",
+        "rollout/catastrophe_rate",
+        "rollout/cost",
+        "rollout/success_rate",
+        "time/fps",
+    ):
+        assert tag in scalars
+    assert "eval/heldout/catastrophe_rate" in scalars
+    assert "rollout/video" in events.Tags()["images"]
+    gif = events.Images("rollout/video")[-1].encoded_image_string
+    assert gif[:6] in (b"GIF87a", b"GIF89a")
+
+
+def test_eval_on_heldout_writes_json(cliff_run):
+    run_dir, _ = cliff_run
+    out = run(["eval", f"run_dir={run_dir}", "split=heldout", "episodes=3"], run_dir)
+    assert "heldout" in out.stdout
+    result = json.loads((run_dir / "eval-heldout.json").read_text())
+    assert result["episodes"] == 3 and result["split"] == "heldout"
+    assert {"return", "success", "catastrophe_rate", "cost"} <= set(result)
+
+
+def test_tensorboard_reads_the_run(cliff_run):
+    run_dir, _ = cliff_run
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "tensorboard"), "--inspect", "--logdir", str(run_dir.parent)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "rollout/catastrophe_rate" in out.stdout + out.stderr
+
+
+def test_any_gymnasium_id_trains(tmp_path):
+    run(["train", "env=gym", "env.id=CartPole-v1", *TINY], tmp_path)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert set(json.loads((run_dir / "results.json").read_text())["eval"]) == {"train"}
+
+
+def test_unknown_key_names_the_allowed_keys(tmp_path):
+    out = run(["train", "agent.total_timestep=5"], tmp_path, check=False)
+    assert out.returncode == 2
+    assert "Unknown config key 'agent.total_timestep'. Did you mean 'agent.total_timesteps'?" in out.stderr
+    assert "agent.learning_rate" in out.stderr
+
+
+def test_bad_value_names_the_allowed_values(tmp_path):
+    out = run(["train", "device=gpu", *TINY], tmp_path, check=False)
+    assert out.returncode == 2
+    assert "device='gpu' is not allowed" in out.stderr and "Allowed values: auto, cpu, cuda" in out.stderr
+    out = run(["train", "env.kwargs.split=test", *TINY], tmp_path, check=False)
+    assert "env.kwargs.split='test' is not allowed" in out.stderr and "train, heldout" in out.stderr
+
+
+def test_bad_env_choice_lists_the_options(tmp_path):
+    out = run(["train", "env=clif"], tmp_path, check=False)
+    assert out.returncode != 0
+    assert "Could not find 'env/clif'" in out.stderr and "cliff" in out.stderr
+
+
+def test_wrong_type_names_the_key(tmp_path):
+    out = run(["train", "agent.n_steps=many"], tmp_path, check=False)
+    assert out.returncode != 0 and "agent.n_steps" in out.stderr
+
+
+def test_envs_lists_every_bundled_env(tmp_path):
+    out = run(["envs"], tmp_path)
+    for env_id in (
+        "devlearn/CliffEdge-v0",
+        "devlearn/CarWash-v0",
+        "devlearn/Inbox-v0",
+        "devlearn/Bystanders-v0",
+    ):
+        assert env_id in out.stdout
+    assert "pettingzoo" in out.stdout and "batched twin" in out.stdout
+
+
+def test_unknown_command_suggests(tmp_path):
+    out = run(["trian"], tmp_path, check=False)
+    assert out.returncode == 2 and "Did you mean 'train'?" in out.stderr
+
+
+@pytest.mark.slow
+def test_readme_default_train_command(tmp_path):
+    """The README's quickstart job exactly as written (minutes on 2 cores)."""
+    out = run(["train"], tmp_path)
+    assert "heldout" in out.stdout
