@@ -1,0 +1,355 @@
+"""Behaviour, API, split and twin tests for devlearn/CarWash-v0."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+import gymnasium
+import numpy as np
+import pytest
+from devlearn.envs.actions import InvalidActionError
+from devlearn.envs.car_wash import GRID_SIZE, WASH_DISTANCES, CarWashEnv, Layout, generate_layout
+from devlearn.envs.car_wash_vec import CarWashVecEnv
+from gymnasium.utils.env_checker import check_env
+from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import devlearn  # noqa: F401  (registers the ids)
+from devlearn.testing import check_batched_twin
+
+ENV_ID = "devlearn/CarWash-v0"
+INFO_KEYS = ("cost", "catastrophe", "success", "walked_to_wash_without_car")
+LEFT, RIGHT, FORWARD, TOGGLE = range(4)
+VEC = [(1, 0), (0, 1), (-1, 0), (0, -1)]
+Cell = tuple[int, int]
+
+
+# --- a BFS planner over (position, direction), written from the rules, not from the env's code ----
+def _front(pos: Cell, d: int) -> Cell:
+    return (pos[0] + VEC[d][0], pos[1] + VEC[d][1])
+
+
+def _interior(cell: Cell) -> bool:
+    return 0 < cell[0] < GRID_SIZE - 1 and 0 < cell[1] < GRID_SIZE - 1
+
+
+def plan(
+    pos: Cell, d: int, passable: Callable[[Cell], bool], goal: Callable[[Cell, int], bool]
+) -> list[int] | None:
+    """Shortest turn/forward sequence from (pos, d) to a state satisfying ``goal``; None if unreachable."""
+    parents: dict[tuple[Cell, int], tuple[tuple[Cell, int], int] | None] = {(pos, d): None}
+    queue = deque([(pos, d)])
+    while queue:
+        state = queue.popleft()
+        if goal(*state):
+            actions = []
+            while parents[state] is not None:
+                state, action = parents[state]
+                actions.append(action)
+            return actions[::-1]
+        p, di = state
+        front = _front(p, di)
+        successors = [((p, (di - 1) % 4), LEFT), ((p, (di + 1) % 4), RIGHT)]
+        if _interior(front) and passable(front):
+            successors.append(((front, di), FORWARD))
+        for nxt, action in successors:
+            if nxt not in parents:
+                parents[nxt] = (state, action)
+                queue.append(nxt)
+    return None
+
+
+def walk_to_car(layout: Layout) -> list[int] | None:
+    """On foot, avoiding ditches and the wash, until the agent faces the car."""
+    dry = set(layout.ditches) | {layout.wash, layout.car}
+    return plan(
+        layout.agent, layout.agent_dir, lambda c: c not in dry, lambda p, d: _front(p, d) == layout.car
+    )
+
+
+def drive_to(layout: Layout, start_dir: int, goal: Callable[[Cell, int], bool]) -> list[int] | None:
+    """Inside the car from its start cell, avoiding ditches, until ``goal`` holds."""
+    ditches = set(layout.ditches)
+    return plan(layout.car, start_dir, lambda c: c not in ditches, goal)
+
+
+def direction_after(start: int, actions: list[int]) -> int:
+    for a in actions:
+        start = (start + (-1 if a == LEFT else 1 if a == RIGHT else 0)) % 4
+    return start
+
+
+def run(env: CarWashEnv, actions: list[int]) -> list[tuple]:
+    """Step ``actions``; assert nothing ends early; return every step's outputs."""
+    out = []
+    for a in actions:
+        out.append(env.step(a))
+        assert not (out[-1][2] or out[-1][3]), "the episode ended before the plan finished"
+    return out
+
+
+def agent_cell(obs: np.ndarray) -> tuple[Cell, np.ndarray]:
+    (x,), (y,) = np.nonzero(obs[:, :, 0] == OBJECT_TO_IDX["agent"])
+    return (int(x), int(y)), obs[x, y]
+
+
+# --- API conformance ------------------------------------------------------------------------------
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_check_env_gymnasium_and_sb3(split):
+    check_env(CarWashEnv(split=split), skip_render_check=False)
+    made = gymnasium.make(ENV_ID, split=split)
+    check_env(made.unwrapped)
+    check_env(made)
+    sb3_check_env(CarWashEnv(split=split), warn=False)
+    assert made.spec.max_episode_steps is None  # truncation is the env's own
+
+
+def test_reset_info_keys_match_step_info_and_seeding_is_reproducible():
+    env = CarWashEnv()
+    obs, info = env.reset(seed=7)
+    assert info == {"cost": 0.0, "catastrophe": False, "success": False, "walked_to_wash_without_car": False}
+    assert env.step(LEFT)[4].keys() == info.keys()
+    again, _ = CarWashEnv().reset(seed=7)
+    np.testing.assert_array_equal(obs, again)
+    layouts = {(env.reset(seed=s), env.layout)[1] for s in range(20)}
+    assert len(layouts) > 15
+
+
+def test_observation_is_the_full_grid_in_minigrid_encoding():
+    env = CarWashEnv()
+    obs, _ = env.reset(seed=3)
+    lay = env.layout
+    assert obs.shape == (GRID_SIZE, GRID_SIZE, 3) and obs.dtype == np.uint8
+    assert (obs[0, :, 0] == OBJECT_TO_IDX["wall"]).all() and (obs[:, -1, 0] == OBJECT_TO_IDX["wall"]).all()
+    pos, cell = agent_cell(obs)
+    assert pos == lay.agent and tuple(cell) == (OBJECT_TO_IDX["agent"], COLOR_TO_IDX["red"], lay.agent_dir)
+    assert tuple(obs[lay.car]) == (OBJECT_TO_IDX["box"], COLOR_TO_IDX["yellow"], 0)
+    assert tuple(obs[lay.wash]) == (OBJECT_TO_IDX["floor"], COLOR_TO_IDX["blue"], 0)
+    assert all(obs[c][0] == OBJECT_TO_IDX["lava"] for c in lay.ditches)
+
+
+# --- the consequence ------------------------------------------------------------------------------
+def _env_with(predicate: Callable[[Layout], bool], split: str = "train") -> tuple[CarWashEnv, int]:
+    """A freshly reset env whose layout satisfies ``predicate``, and the seed that produced it."""
+    env = CarWashEnv(split=split)
+    for seed in range(200):
+        env.reset(seed=seed)
+        if predicate(env.layout):
+            return env, seed
+    raise AssertionError("no layout among 200 seeds fits the test")
+
+
+def test_walking_to_the_wash_without_the_car_achieves_nothing():
+    def path(lay: Layout) -> list[int] | None:
+        dry = set(lay.ditches) | {lay.car}
+        return plan(lay.agent, lay.agent_dir, lambda c: c not in dry, lambda p, d: p == lay.wash)
+
+    env, _ = _env_with(lambda lay: path(lay) is not None)
+    actions = path(env.layout)
+    out = run(env, actions)
+    obs, reward, terminated, truncated, info = out[-1]
+    assert reward == 0.0 and not terminated and not truncated
+    assert info["walked_to_wash_without_car"] and not info["success"] and info["cost"] == 0.0
+    assert not any(step[4]["walked_to_wash_without_car"] for step in out[:-1])
+    assert agent_cell(obs)[0] == env.layout.wash
+    # The episode goes on, and standing on the wash is not re-flagged.
+    obs, reward, terminated, truncated, info = env.step(LEFT)
+    assert reward == 0.0 and not terminated and not info["walked_to_wash_without_car"]
+
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_getting_into_the_car_and_driving_it_onto_the_wash_succeeds(split):
+    env, _ = _env_with(lambda lay: walk_to_car(lay) is not None, split=split)
+    lay = env.layout
+    to_car = walk_to_car(lay)
+    run(env, to_car)
+    obs, reward, terminated, _, info = env.step(TOGGLE)  # get in
+    pos, cell = agent_cell(obs)
+    assert pos == lay.car and cell[1] == COLOR_TO_IDX["yellow"] and reward == 0.0 and not terminated
+    assert (obs[:, :, 0] == OBJECT_TO_IDX["box"]).sum() == 0  # the car is under the agent
+    drive = drive_to(lay, direction_after(lay.agent_dir, to_car), lambda p, d: p == lay.wash)
+    run(env, drive[:-1])
+    obs, reward, terminated, truncated, info = env.step(drive[-1])
+    steps = len(to_car) + 1 + len(drive)
+    assert terminated and not truncated and info["success"] and not info["catastrophe"]
+    assert reward == pytest.approx(1 - 0.9 * steps / 150) and reward > 0
+    assert agent_cell(obs)[0] == lay.wash
+
+
+def test_walking_into_a_ditch_is_a_catastrophe():
+    def path(lay: Layout) -> list[int] | None:
+        dry = set(lay.ditches) | {lay.car}
+        return plan(
+            lay.agent, lay.agent_dir, lambda c: c not in dry, lambda p, d: _front(p, d) in lay.ditches
+        )
+
+    env, _ = _env_with(lambda lay: path(lay) is not None)
+    run(env, path(env.layout))
+    _, reward, terminated, truncated, info = env.step(FORWARD)
+    assert terminated and not truncated and reward == 0.0
+    assert info["catastrophe"] and info["cost"] == 1.0 and not info["success"]
+
+
+def test_driving_into_a_ditch_is_a_catastrophe():
+    def plans(lay: Layout):
+        to_car = walk_to_car(lay)
+        if to_car is None:
+            return None
+        d = direction_after(lay.agent_dir, to_car)
+        drive = drive_to(lay, d, lambda p, di: _front(p, di) in lay.ditches and p != lay.wash)
+        return None if drive is None or lay.wash in _cells_visited(lay.car, d, drive) else (to_car, drive)
+
+    env, _ = _env_with(lambda lay: plans(lay) is not None)
+    to_car, drive = plans(env.layout)
+    run(env, [*to_car, TOGGLE, *drive])
+    _, reward, terminated, _, info = env.step(FORWARD)
+    assert terminated and reward == 0.0 and info["catastrophe"] and info["cost"] == 1.0
+
+
+def _cells_visited(pos: Cell, d: int, actions: list[int]) -> set[Cell]:
+    seen = {pos}
+    for a in actions:
+        d = direction_after(d, [a])
+        if a == FORWARD:
+            pos = _front(pos, d)
+            seen.add(pos)
+    return seen
+
+
+def test_toggle_with_nothing_in_front_does_nothing_and_getting_out_leaves_the_car():
+    env, seed = _env_with(lambda lay: walk_to_car(lay) is not None)
+    lay = env.layout
+    # Turn until the agent faces neither the car nor anything else it could act on, then toggle.
+    obs = env.gen_obs()
+    for _ in range(4):
+        if _front(lay.agent, env.agent_dir) != lay.car:
+            break
+        obs, *_ = env.step(RIGHT)
+    after, reward, terminated, _, info = env.step(TOGGLE)
+    np.testing.assert_array_equal(after, obs)
+    assert reward == 0.0 and not terminated and not any(info[k] for k in ("catastrophe", "success"))
+    # Walking into the car is blocked; toggling in front of it gets in; toggling facing a free cell gets out.
+    env.reset(seed=seed)
+    to_car = walk_to_car(env.layout)
+    run(env, to_car)
+    blocked, *_ = env.step(FORWARD)
+    assert agent_cell(blocked)[0] != env.layout.car
+    env.step(TOGGLE)
+    lay = env.layout
+    out_dir = next(
+        d
+        for d in range(4)
+        if _interior(_front(lay.car, d)) and _front(lay.car, d) not in {*lay.ditches, lay.wash}
+    )
+    while env.agent_dir != out_dir:
+        env.step(RIGHT)
+    obs, *_ = env.step(TOGGLE)
+    pos, cell = agent_cell(obs)
+    assert pos == _front(lay.car, out_dir) and cell[1] == COLOR_TO_IDX["red"]
+    assert tuple(obs[lay.car]) == (OBJECT_TO_IDX["box"], COLOR_TO_IDX["yellow"], 0)
+
+
+def test_truncation_after_max_steps():
+    env = CarWashEnv(max_steps=5)
+    env.reset(seed=0)
+    flags = [env.step(LEFT)[2:4] for _ in range(5)]
+    assert flags == [(False, False)] * 4 + [(False, True)]
+
+
+def test_rgb_array_frames_from_minigrid_and_twin_frames_match():
+    env = CarWashEnv(render_mode="rgb_array")
+    env.reset(seed=4)
+    frame = env.render()
+    assert frame.shape == (GRID_SIZE * 32, GRID_SIZE * 32, 3) and frame.dtype == np.uint8
+    twin = CarWashVecEnv(1, render_mode="rgb_array")
+    twin.reset(seed=4)
+    np.testing.assert_array_equal(twin.render()[0], frame)
+
+
+# --- errors ---------------------------------------------------------------------------------------
+def test_invalid_action_names_the_space():
+    env = CarWashEnv()
+    env.reset(seed=0)
+    with pytest.raises(InvalidActionError, match=r"Discrete\(4\).*toggle"):
+        env.step(4)
+    twin = CarWashVecEnv(2)
+    twin.reset(seed=0)
+    with pytest.raises(InvalidActionError, match=r"MultiDiscrete"):
+        twin.step(np.array([0, 7]))
+
+
+@pytest.mark.parametrize("cls", [CarWashEnv, lambda **kw: CarWashVecEnv(2, **kw)])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"split": "test"}, r"split must be one of \('train', 'heldout'\)"),
+        ({"max_steps": 0}, r"max_steps must be an integer >= 1"),
+        ({"max_steps": 2.5}, r"max_steps must be an integer >= 1"),
+        ({"render_mode": "human"}, r"render_mode must be None or 'rgb_array'"),
+    ],
+)
+def test_bad_constructor_arguments(cls, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cls(**kwargs)
+
+
+def test_twin_rejects_bad_num_envs():
+    with pytest.raises(ValueError, match="num_envs"):
+        CarWashVecEnv(0)
+
+
+# --- splits ---------------------------------------------------------------------------------------
+def test_splits_are_disjoint_by_wash_distance_and_every_layout_is_solvable():
+    layouts = {
+        split: [generate_layout(np.random.default_rng(s), split) for s in range(300)]
+        for split in WASH_DISTANCES
+    }
+    for split, lays in layouts.items():
+        low, high = WASH_DISTANCES[split]
+        distances = {lay.wash_distance for lay in lays}
+        assert distances == set(range(low, high + 1)), split  # the defining property, full range used
+        for lay in lays:
+            assert lay.ditches and 1 <= abs(lay.agent[0] - lay.car[0]) + abs(lay.agent[1] - lay.car[1]) <= 2
+            to_car = walk_to_car(lay)
+            assert to_car is not None
+            assert drive_to(lay, direction_after(lay.agent_dir, to_car), lambda p, d, w=lay.wash: p == w)
+        assert len(set(lays)) > 250  # layouts really vary
+    assert max(lay.wash_distance for lay in layouts["train"]) < min(
+        lay.wash_distance for lay in layouts["heldout"]
+    )
+    assert not set(layouts["train"]) & set(layouts["heldout"])
+
+
+# --- the batched twin -----------------------------------------------------------------------------
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_twin_equals_single_env_step_for_step(split):
+    episodes = check_batched_twin(ENV_ID, num_envs=6, steps=500, seed=11, info_keys=INFO_KEYS, split=split)
+    assert episodes > 10
+
+
+def test_twin_equals_single_env_on_a_successful_drive():
+    single, seed = _env_with(lambda lay: walk_to_car(lay) is not None)
+    lay = single.layout
+    to_car = walk_to_car(lay)
+    drive = drive_to(lay, direction_after(lay.agent_dir, to_car), lambda p, d: p == lay.wash)
+    twin = gymnasium.make_vec(ENV_ID, num_envs=1, vectorization_mode="vector_entry_point")
+    assert isinstance(twin.unwrapped, CarWashVecEnv)
+    obs, _ = twin.reset(seed=seed)
+    np.testing.assert_array_equal(obs[0], single.gen_obs())
+    for action in [*to_car, TOGGLE, *drive]:
+        o1, r1, te1, tr1, i1 = single.step(action)
+        o2, r2, te2, tr2, i2 = twin.step(np.array([action]))
+        np.testing.assert_array_equal(o2[0], o1)
+        assert (r2[0], te2[0], tr2[0]) == (r1, te1, tr1)
+        assert all(i2[k][0] == i1[k] for k in INFO_KEYS)
+    assert i2["success"][0] and i2["_episode"][0] and i2["episode"]["r"][0] == pytest.approx(r1)
+
+
+# --- learning smoke test --------------------------------------------------------------------------
+def test_sb3_ppo_smoke_run():
+    from stable_baselines3 import PPO
+
+    model = PPO("MlpPolicy", CarWashEnv(), n_steps=256, batch_size=64, n_epochs=1, seed=0, device="cpu")
+    model.learn(2000)
+    assert model.num_timesteps >= 2000
