@@ -10,15 +10,40 @@ and gives SB3 Monitor-style ``info["episode"]`` (plus devlearn's ``cost``, ``cat
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from copy import deepcopy
+from functools import partial
 from typing import Any
 
 import gymnasium
 import numpy as np
+from gymnasium import spaces
+from gymnasium.wrappers import FilterObservation, FlattenObservation
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from devlearn.vector import EpisodeStats
+
+
+def sb3_observation_wrappers(space: gymnasium.spaces.Space) -> list[Callable[[gymnasium.Env], gymnasium.Env]]:
+    """Wrappers that make a Gymnasium observation space usable by SB3's MLP policy, or none if it already is.
+
+    Entries that cannot be flattened to numbers (``Text``, MiniGrid's mission string) are dropped, and a
+    ``Dict`` is flattened: SB3's ``MultiInputPolicy`` sends uint8 images to a CNN that rejects MiniGrid's 7x7 views.
+    """
+    wrappers: list[Callable[[gymnasium.Env], gymnasium.Env]] = []
+    if isinstance(space, spaces.Dict):
+        keep = [key for key, sub in space.spaces.items() if _numeric(sub)]
+        if len(keep) < len(space.spaces):
+            wrappers.append(partial(FilterObservation, filter_keys=keep))
+        wrappers.append(FlattenObservation)
+    return wrappers
+
+
+def _numeric(space: spaces.Space) -> bool:
+    try:
+        return space.is_np_flattenable and not isinstance(space, spaces.Text)
+    except NotImplementedError:  # custom spaces (MiniGrid's MissionSpace) do not say
+        return False
 
 
 def _index(obs: Any, i: int) -> Any:

@@ -4,6 +4,8 @@
 Gymnasium, so ``gymnasium.make("devlearn/CliffEdge-v0")`` works afterwards.
 """
 
+import minigrid  # noqa: F401  (registers MiniGrid's ids with Gymnasium: our grid worlds build on it)
+
 from devlearn.registry import RegistryError, make, register, registered, spec
 
 __version__ = "0.1.0"

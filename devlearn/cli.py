@@ -19,6 +19,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from devlearn.config import ConfigError, register_configs, schema_keys
+from devlearn.registry import RegistryError
 
 USAGE = """usage: devlearn <command> [arguments]
 
@@ -56,7 +57,7 @@ def _train_main(cfg: DictConfig) -> None:
 
     try:
         train(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except ConfigError as err:
+    except (ConfigError, RegistryError) as err:
         print(f"devlearn: error: {err}", file=sys.stderr)
         sys.exit(2)
 
@@ -121,6 +122,6 @@ def main(argv: list[str] | None = None) -> None:
             close = difflib.get_close_matches(command, ["train", "eval", "envs"], n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"Unknown command {command!r}.{hint}\n{USAGE}")
-    except ConfigError as err:
+    except (ConfigError, RegistryError) as err:
         print(f"devlearn: error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ def run_episodes(
     num_envs: int = 8,
     seed: int = 0,
     vectorization: str = "auto",
+    wrappers: Sequence[Callable[[Any], Any]] = (),
     **env_kwargs: Any,
 ) -> list[dict[str, float]]:
     """Run ``episodes`` full episodes of ``policy`` (batched observations -> batched actions).
@@ -28,7 +29,7 @@ def run_episodes(
     """
     num_envs = max(1, min(num_envs, episodes))
     quota = -(-episodes // num_envs)
-    env = make_vector_env(env_id, num_envs, vectorization, **env_kwargs)
+    env = make_vector_env(env_id, num_envs, vectorization, wrappers, **env_kwargs)
     stats, results = EpisodeStats(num_envs), []
     played = np.zeros(num_envs, dtype=np.int64)
     obs, _ = env.reset(seed=seed)

@@ -100,7 +100,13 @@ def register(
 
 
 def spec(id: str) -> EnvEntry:
-    """Return the entry for ``id``: a devlearn id, or any id Gymnasium knows."""
+    """Return the entry for ``id``: a devlearn id, or any id Gymnasium knows.
+
+    As in Gymnasium, ``"module:EnvName-v0"`` imports ``module`` first (which registers its ids).
+    """
+    if ":" in id:
+        module, _, id = id.partition(":")
+        importlib.import_module(module)
     if id in _REGISTRY:
         return _REGISTRY[id]
     if id in gymnasium.registry:

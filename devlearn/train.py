@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import gymnasium
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -22,12 +21,18 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import TensorBoardOutputFormat, configure
 
-from devlearn.agents.sb3_vec import SB3VecEnv
+from devlearn.agents.sb3_vec import SB3VecEnv, sb3_observation_wrappers
 from devlearn.config import ConfigError, validate
 from devlearn.evaluate import format_table, run_episodes, summarize
 from devlearn.registry import make
 from devlearn.tensorboard import record_episode
 from devlearn.vector import accepts_kwarg, make_vector_env
+
+
+def wrap(env: Any, wrappers: list) -> Any:
+    for wrapper in wrappers:
+        env = wrapper(env)
+    return env
 
 
 def resolve_device(device: str) -> str:
@@ -103,12 +108,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
 
     # env -> batched observations -> learner
-    vec = make_vector_env(cfg.env.id, cfg.env.num_envs, cfg.env.vectorization, **env_kwargs)
+    probe = make(cfg.env.id, **env_kwargs)
+    wrappers = sb3_observation_wrappers(probe.observation_space)
+    probe.close()
+    vec = make_vector_env(cfg.env.id, cfg.env.num_envs, cfg.env.vectorization, wrappers, **env_kwargs)
     venv = SB3VecEnv(vec)
     venv.seed(cfg.seed)
     agent = cfg.agent
     model = PPO(
-        "MultiInputPolicy" if isinstance(venv.observation_space, gymnasium.spaces.Dict) else "MlpPolicy",
+        "MlpPolicy",
         venv,
         learning_rate=agent.learning_rate,
         n_steps=agent.n_steps,
@@ -143,7 +151,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     table = {}
     for split in splits:
         kwargs = {**env_kwargs, "split": split} if split != "train" else env_kwargs
-        episodes = run_episodes(policy, cfg.env.id, cfg.log.eval_episodes, seed=10_000 + cfg.seed, **kwargs)
+        episodes = run_episodes(
+            policy, cfg.env.id, cfg.log.eval_episodes, seed=10_000 + cfg.seed, wrappers=wrappers, **kwargs
+        )
         table[split] = summarize(episodes)
         for key, value in table[split].items():
             writer.add_scalar(f"eval/{split}/{key}", value, model.num_timesteps)
@@ -153,7 +163,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         record_episode(
             writer,
             cfg.env.id,
-            lambda **render: make(cfg.env.id, **kwargs, **render),
+            lambda **render: wrap(make(cfg.env.id, **kwargs, **render), wrappers),
             policy,
             "rollout",
             model.num_timesteps,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium
@@ -22,12 +23,17 @@ def accepts_kwarg(env_id: str, name: str) -> bool:
 
 
 def make_vector_env(
-    env_id: str, num_envs: int, vectorization: str = "auto", **kwargs: Any
+    env_id: str,
+    num_envs: int,
+    vectorization: str = "auto",
+    wrappers: Sequence[Callable[[gymnasium.Env], gymnasium.Env]] = (),
+    **kwargs: Any,
 ) -> gymnasium.vector.VectorEnv:
     """A next-step-autoreset ``VectorEnv`` of ``num_envs`` copies of ``env_id``.
 
     ``vectorization="auto"`` takes the id's batched twin (its ``vector_entry_point``) when it has one,
     else Gymnasium's ``SyncVectorEnv``; ``"twin"`` insists on the twin; ``"sync"`` never uses it.
+    ``wrappers`` apply to each single env, so asking for them means ``SyncVectorEnv``.
     """
     entry = spec(env_id)
     if entry.api != "gymnasium":
@@ -38,8 +44,13 @@ def make_vector_env(
     has_twin = entry.vector_entry_point is not None
     if vectorization == "twin" and not has_twin:
         raise ConfigError(f"env.vectorization=twin, but {env_id!r} has no batched twin. Allowed: auto, sync.")
-    mode = "vector_entry_point" if vectorization in ("auto", "twin") and has_twin else "sync"
-    return gymnasium.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **kwargs)
+    if vectorization in ("auto", "twin") and has_twin and not wrappers:
+        return gymnasium.make_vec(
+            env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs
+        )
+    return gymnasium.make_vec(
+        env_id, num_envs=num_envs, vectorization_mode="sync", wrappers=wrappers, **kwargs
+    )
 
 
 class EpisodeStats:
