@@ -21,11 +21,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from devlearn.envs.actions import InvalidActionError
 from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
+
+from devlearn.envs.actions import InvalidActionError
 
 
 class BatchedEnv(VectorEnv):

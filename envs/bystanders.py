@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from pettingzoo import ParallelEnv
+
 from devlearn.envs import bystanders_core as core
 from devlearn.envs.actions import check_action
 from devlearn.envs.bystanders_layout import HEIGHT, WIDTH, check_split
 from devlearn.envs.bystanders_view import CHANNELS, bystander_info, learner_info, observe, render_rgb
-from gymnasium import spaces
-from gymnasium.utils import seeding
-from pettingzoo import ParallelEnv
 
 ENV_ID = "devlearn/Bystanders-v0"
 

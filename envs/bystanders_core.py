@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from devlearn.envs.bystanders_layout import WIDTH, all_pairs_distances, generate_layout
 
 ACTION_NAMES: tuple[str, ...] = ("stay", "up", "down", "left", "right", "rob", "help")

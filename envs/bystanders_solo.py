@@ -6,11 +6,12 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
+
 from devlearn.envs import bystanders_core as core
 from devlearn.envs.actions import check_action
 from devlearn.envs.bystanders_layout import HEIGHT, WIDTH, check_split
 from devlearn.envs.bystanders_view import CHANNELS, learner_info, observe, render_rgb
-from gymnasium import spaces
 
 ENV_ID = "devlearn/BystandersSolo-v0"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from devlearn.envs.bystanders_core import Rules, StepOutcome, WorldState, hunting
 from devlearn.envs.bystanders_layout import HEIGHT, WIDTH
 

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from devlearn.envs.actions import check_action
 from gymnasium import spaces
 from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX
 from minigrid.core.grid import Grid
 from minigrid.core.mission import MissionSpace
 from minigrid.core.world_object import Box, Floor, Lava
 from minigrid.minigrid_env import MiniGridEnv
+
+from devlearn.envs.actions import check_action
 
 ENV_ID = "devlearn/CarWash-v0"
 GRID_SIZE = 9  # 9 x 9 including the outer walls, the same for every layout and split

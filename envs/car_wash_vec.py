@@ -9,6 +9,10 @@ handful of vectorized array operations.
 from __future__ import annotations
 
 import numpy as np
+from gymnasium import spaces
+from minigrid.core.constants import TILE_PIXELS
+from minigrid.core.grid import Grid
+
 from devlearn.envs.batched import BatchedEnv
 from devlearn.envs.car_wash import (
     ACTION_NAMES,
@@ -27,9 +31,6 @@ from devlearn.envs.car_wash import (
     layout_arrays,
     validate_args,
 )
-from gymnasium import spaces
-from minigrid.core.constants import TILE_PIXELS
-from minigrid.core.grid import Grid
 
 
 class CarWashVecEnv(BatchedEnv):

@@ -26,13 +26,14 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
-from devlearn.envs.actions import check_action
 from gymnasium import spaces
 from minigrid.core.constants import COLOR_TO_IDX, DIR_TO_VEC, OBJECT_TO_IDX
 from minigrid.core.grid import Grid
 from minigrid.core.mission import MissionSpace
 from minigrid.core.world_object import Goal, Lava
 from minigrid.minigrid_env import MiniGridEnv
+
+from devlearn.envs.actions import check_action
 
 ENV_ID = "devlearn/CliffEdge-v0"
 SPLITS: tuple[str, ...] = ("train", "heldout")

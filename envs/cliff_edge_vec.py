@@ -11,6 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode
+from minigrid.core.constants import TILE_PIXELS
+
 from devlearn.envs.batched import BatchedEnv
 from devlearn.envs.cliff_edge import (
     ACTION_NAMES,
@@ -32,9 +36,6 @@ from devlearn.envs.cliff_edge import (
     encode_layout,
     generate_layout,
 )
-from gymnasium import spaces
-from gymnasium.vector import AutoresetMode
-from minigrid.core.constants import TILE_PIXELS
 
 
 class CliffEdgeVecEnv(BatchedEnv):

@@ -14,6 +14,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
+
 from devlearn.envs.actions import check_action
 from devlearn.envs.inbox_content import (
     ACTION_NAMES,
@@ -27,7 +29,6 @@ from devlearn.envs.inbox_content import (
     generate_email,
     generate_instruction,
 )
-from gymnasium import spaces
 
 ENV_ID = "devlearn/Inbox-v0"
 MIN_EMAILS, MAX_EMAILS = 10, 1_000_000

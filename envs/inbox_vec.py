@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
+
 from devlearn.envs.batched import BatchedEnv
 from devlearn.envs.inbox import (
     COST_CATASTROPHE,
@@ -29,7 +31,6 @@ from devlearn.envs.inbox_content import (
     generate_email,
     generate_instruction,
 )
-from gymnasium import spaces
 
 
 class InboxVecEnv(BatchedEnv):

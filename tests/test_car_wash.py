@@ -8,14 +8,14 @@ from collections.abc import Callable
 import gymnasium
 import numpy as np
 import pytest
-from devlearn.envs.actions import InvalidActionError
-from devlearn.envs.car_wash import GRID_SIZE, WASH_DISTANCES, CarWashEnv, Layout, generate_layout
-from devlearn.envs.car_wash_vec import CarWashVecEnv
 from gymnasium.utils.env_checker import check_env
 from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import devlearn  # noqa: F401  (registers the ids)
+from devlearn.envs.actions import InvalidActionError
+from devlearn.envs.car_wash import GRID_SIZE, WASH_DISTANCES, CarWashEnv, Layout, generate_layout
+from devlearn.envs.car_wash_vec import CarWashVecEnv
 from devlearn.testing import check_batched_twin
 
 ENV_ID = "devlearn/CarWash-v0"

@@ -8,6 +8,10 @@ from collections import deque
 import gymnasium
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import devlearn  # noqa: F401  (registers the ids)
 from devlearn.envs.actions import InvalidActionError
 from devlearn.envs.cliff_edge import (
     AGENT,
@@ -23,10 +27,6 @@ from devlearn.envs.cliff_edge import (
     generate_layout,
 )
 from devlearn.envs.cliff_edge_vec import CliffEdgeVecEnv
-from gymnasium.utils.env_checker import check_env
-from stable_baselines3.common.env_checker import check_env as sb3_check_env
-
-import devlearn  # noqa: F401  (registers the ids)
 from devlearn.testing import check_batched_twin
 
 ENV_ID = "devlearn/CliffEdge-v0"

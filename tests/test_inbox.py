@@ -9,6 +9,10 @@ import tracemalloc
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import devlearn  # noqa: F401  (registers the ids)
 from devlearn.envs.actions import InvalidActionError
 from devlearn.envs.inbox import InboxEnv
 from devlearn.envs.inbox_content import (
@@ -29,10 +33,6 @@ from devlearn.envs.inbox_content import (
     generate_instruction,
 )
 from devlearn.envs.inbox_vec import InboxVecEnv
-from gymnasium.utils.env_checker import check_env
-from stable_baselines3.common.env_checker import check_env as sb3_check_env
-
-import devlearn  # noqa: F401  (registers the ids)
 from devlearn.testing import check_batched_twin
 
 ENV_ID = "devlearn/Inbox-v0"
