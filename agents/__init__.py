@@ -1,1 +1,32 @@
-"""Learners behind one interface (installed as ``devlearn.agents``)."""
+"""Learners behind one interface (installed as ``devlearn.agents``): see ``agents/base.py``.
+
+``make_agent`` builds one by name: ``ppo`` and ``recurrent_ppo`` (Stable-Baselines3 baselines).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium
+
+from devlearn.agents.base import Agent, Policy, has_checkpoint
+from devlearn.config import AGENTS, ConfigError
+
+__all__ = ["Agent", "Policy", "has_checkpoint", "make_agent", "observation_wrappers"]
+
+
+def observation_wrappers(agent: str, space: gymnasium.spaces.Space) -> list[Callable[[Any], Any]]:
+    """Per-env wrappers ``agent`` needs to read observations of ``space`` (none for the bundled envs)."""
+    from devlearn.agents.sb3_vec import sb3_observation_wrappers
+
+    return sb3_observation_wrappers(space)
+
+
+def make_agent(cfg: Any, env: gymnasium.vector.VectorEnv, seed: int, device: str, writer: Any) -> Agent:
+    """Build the agent ``cfg.name`` for ``env`` (a next-step-autoreset VectorEnv)."""
+    if cfg.name in ("ppo", "recurrent_ppo"):
+        from devlearn.agents.sb3_agents import SB3Agent
+
+        return SB3Agent(cfg.name, env, cfg, seed, device, writer)
+    raise ConfigError(f"agent.name={cfg.name!r} is not allowed. Allowed values: {', '.join(AGENTS)}.")

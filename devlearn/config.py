@@ -17,7 +17,7 @@ from omegaconf import MISSING
 DEVICES = ("auto", "cpu", "cuda")
 VECTORIZATIONS = ("auto", "twin", "sync")
 SPLITS = ("train", "heldout")
-AGENTS = ("ppo",)
+AGENTS = ("ppo", "recurrent_ppo")
 
 
 class ConfigError(ValueError):
@@ -51,6 +51,7 @@ class AgentConfig:
     clip_range: float = 0.2
     ent_coef: float = 0.01
     hidden_sizes: list[int] = field(default_factory=lambda: [128, 128])
+    normalize_images: bool = False  # divide uint8 image observations by 255 (true for pixel envs)
 
 
 @dataclass
@@ -72,6 +73,8 @@ class TrainConfig:
     log: LogConfig = field(default_factory=LogConfig)
     seed: int = 0
     device: str = "auto"
+    resume: bool = False  # continue the newest run of this env, agent and seed from its checkpoint
+    checkpoint_every: int = 20_000  # env steps between checkpoints
 
 
 def register_configs() -> None:
@@ -97,8 +100,8 @@ def validate(cfg: Any) -> None:
     _choice("env.vectorization", cfg.env.vectorization, VECTORIZATIONS)
     _choice("env.eval_split", cfg.env.eval_split, SPLITS)
     _choice("agent.name", cfg.agent.name, AGENTS)
-    for key in ("num_envs",):
-        _positive(f"env.{key}", cfg.env[key])
+    _positive("env.num_envs", cfg.env.num_envs)
+    _positive("checkpoint_every", cfg.checkpoint_every)
     for key in ("total_timesteps", "learning_rate", "n_steps", "batch_size", "n_epochs", "clip_range"):
         _positive(f"agent.{key}", cfg.agent[key])
     if not 0 < cfg.agent.gamma <= 1 or not 0 <= cfg.agent.gae_lambda <= 1:

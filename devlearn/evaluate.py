@@ -13,7 +13,7 @@ METRICS = ("return", "success", "catastrophe_rate", "cost", "length")
 
 
 def run_episodes(
-    policy: Callable[[Any], np.ndarray],
+    policy: Callable[[Any, np.ndarray], np.ndarray],
     env_id: str,
     episodes: int,
     num_envs: int = 8,
@@ -22,7 +22,7 @@ def run_episodes(
     wrappers: Sequence[Callable[[Any], Any]] = (),
     **env_kwargs: Any,
 ) -> list[dict[str, float]]:
-    """Run ``episodes`` full episodes of ``policy`` (batched observations -> batched actions).
+    """Run ``episodes`` full episodes of ``policy(obs, episode_start) -> actions`` (all batched).
 
     Every sub-env plays the same number of episodes, so short episodes (falls, say) are not
     over-represented as they would be by taking the first ``episodes`` to finish.
@@ -33,17 +33,18 @@ def run_episodes(
     stats, results = EpisodeStats(num_envs), []
     played = np.zeros(num_envs, dtype=np.int64)
     obs, _ = env.reset(seed=seed)
-    live = np.ones(num_envs, dtype=bool)  # False on a sub-env's next-step autoreset step
+    start = np.ones(num_envs, dtype=bool)  # this observation begins an episode
+    resetting = np.zeros(num_envs, dtype=bool)  # this step is a next-step autoreset, not a real step
     try:
         while (played < quota).any():
-            obs, reward, terminated, truncated, info = env.step(policy(obs))
-            stats.update(reward, info, live)
-            done = (terminated | truncated) & live
+            obs, reward, terminated, truncated, info = env.step(policy(obs, start))
+            stats.update(reward, info, live=~resetting)
+            done = (terminated | truncated) & ~resetting
             for i, ep in zip(np.flatnonzero(done), stats.pop(done), strict=True):
                 if played[i] < quota:
                     results.append(ep)
                 played[i] += 1
-            live = ~done
+            start, resetting = resetting, done
     finally:
         env.close()
     return results[:episodes]

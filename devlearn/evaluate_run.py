@@ -9,6 +9,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from devlearn.agents.base import has_checkpoint
 from devlearn.config import SPLITS, ConfigError
 from devlearn.evaluate import format_table, run_episodes, summarize
 from devlearn.vector import accepts_kwarg
@@ -19,9 +20,9 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate the model saved in ``run_dir`` for ``episodes`` episodes on ``split``; write ``eval-<split>.json``."""
     config_file = run_dir / ".hydra" / "config.yaml"
-    if not config_file.is_file() or not (run_dir / "model.zip").is_file():
+    if not config_file.is_file() or not has_checkpoint(run_dir):
         raise ConfigError(
-            f"run_dir={str(run_dir)!r} is not a finished devlearn run (needs .hydra/config.yaml and model.zip)."
+            f"run_dir={str(run_dir)!r} is not a devlearn run with a checkpoint (needs .hydra/config.yaml and checkpoint.*)."
         )
     if split not in SPLITS:
         raise ConfigError(f"split={split!r} is not allowed. Allowed values: {', '.join(SPLITS)}.")
@@ -34,14 +35,21 @@ def evaluate_run(
     elif split != "train":
         raise ConfigError(f"{cfg.env.id} has no held-out split; use split=train.")
 
-    from stable_baselines3 import PPO
+    from devlearn.agents import make_agent, observation_wrappers
+    from devlearn.registry import make
+    from devlearn.vector import make_vector_env
 
-    model = PPO.load(run_dir / "model.zip", device="cpu")
-    summary = summarize(
-        run_episodes(
-            lambda obs: model.predict(obs, deterministic=True)[0], cfg.env.id, episodes, seed=seed, **kwargs
-        )
-    )
+    probe = make(cfg.env.id, **kwargs)
+    wrappers = observation_wrappers(cfg.agent.name, probe.observation_space)
+    probe.close()
+    # The agent is rebuilt from the run's own config and restored from its checkpoint.
+    spaces_env = make_vector_env(cfg.env.id, 1, "auto", wrappers, **kwargs)
+    agent = make_agent(cfg.agent, spaces_env, int(cfg.seed), "cpu", writer=None)
+    agent.load(run_dir)
+    spaces_env.close()
+    policy = agent.policy()
+
+    summary = summarize(run_episodes(policy, cfg.env.id, episodes, seed=seed, wrappers=wrappers, **kwargs))
     results = {"run_dir": str(run_dir), "env": cfg.env.id, "agent": cfg.agent.name, "split": split, **summary}
     out = run_dir / f"eval-{split}.json"
     out.with_suffix(".tmp").write_text(json.dumps(results, indent=2))

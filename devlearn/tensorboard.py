@@ -14,6 +14,11 @@ from torch.utils.tensorboard import SummaryWriter
 from devlearn.registry import spec
 
 
+def tree_map(fn: Callable[[Any], Any], obs: Any) -> Any:
+    """Apply ``fn`` to every array of an observation (dict observations included)."""
+    return {k: tree_map(fn, v) for k, v in obs.items()} if isinstance(obs, dict) else fn(obs)
+
+
 def render_modes(env_id: str) -> list[str]:
     """The render modes ``env_id``'s entry point declares (empty if it declares none)."""
     try:
@@ -33,7 +38,7 @@ def record_episode(
 ) -> str | None:
     """Play one episode and log it: ``{tag}/video`` for frame-rendering envs, ``{tag}/transcript`` for text envs.
 
-    ``make_env(render_mode=...)`` builds the env. Returns the kind logged ("video", "transcript") or None.
+    ``make_env(render_mode=...)`` builds the env; ``policy(obs_batch, episode_start)`` acts on a batch of one. Returns the kind logged ("video", "transcript") or None.
     """
     modes = render_modes(env_id)
     mode = "rgb_array" if "rgb_array" in modes else "ansi" if "ansi" in modes else None
@@ -43,8 +48,10 @@ def record_episode(
     try:
         obs, _ = env.reset(seed=step)
         frames = [env.render()]
-        for _ in range(max_steps):
-            obs, _, terminated, truncated, _ = env.step(np.asarray(policy(obs)).item())
+        for t in range(max_steps):
+            batch = tree_map(lambda x: np.asarray(x)[None], obs)  # policies take batches
+            action = np.asarray(policy(batch, np.array([t == 0])))[0]
+            obs, _, terminated, truncated, _ = env.step(action.item() if action.ndim == 0 else action)
             frames.append(env.render())
             if terminated or truncated:
                 break

@@ -37,7 +37,7 @@ def cliff_run(tmp_path_factory):
 
 def test_train_writes_model_results_and_tensorboard(cliff_run):
     run_dir, stdout = cliff_run
-    assert (run_dir / "model.zip").is_file()
+    assert (run_dir / "checkpoint.zip").is_file()
     results = json.loads((run_dir / "results.json").read_text())
     assert results["env"] == "devlearn/CliffEdge-v0" and results["env_steps"] >= 512
     assert set(results["eval"]) == {"train", "heldout"}
