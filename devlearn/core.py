@@ -1,0 +1,147 @@
+"""The core: a causal transformer over the recent window of (observation, action) steps.
+
+Each step becomes two tokens: ONE observation token (the tokenizer's tokens pooled by
+``ObservationEncoder``) followed by ONE action token, so a window of T steps is 2T tokens and the
+attention cost does not grow with the observation's size. Under the causal mask the output at an
+observation token has seen o_0..o_t and a_0..a_{t-1} (the state to act from), and the output at an
+action token has also seen a_t (the state to predict o_{t+1} from).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from gymnasium import spaces
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from devlearn.tokenize import ActionTokenizer, ObservationTokenizer
+
+
+@dataclass
+class CoreConfig:
+    """Size of the core transformer."""
+
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    window: int = 8  # steps per window; the transformer sees 2 * window tokens
+    dropout: float = 0.0
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: causal self-attention then an MLP, both residual."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}.")
+        self.n_heads, self.dropout = n_heads, dropout
+        self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model), nn.Dropout(dropout)
+        )
+        self.resid_drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        drop = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
+        x = x + self.resid_drop(self.proj(y.transpose(1, 2).reshape(b, n, d)))
+        return x + self.mlp(self.ln2(x))
+
+
+class CausalTransformer(nn.Module):
+    """nanoGPT-style stack: learned positions, pre-LN causal blocks, a final LayerNorm."""
+
+    def __init__(self, d_model: int, n_layers: int, n_heads: int, max_len: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.max_len = max_len
+        self.pos_emb = nn.Parameter(torch.zeros(max_len, d_model))
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(Block(d_model, n_heads, dropout) for _ in range(n_layers))
+        self.ln_f = nn.LayerNorm(d_model)
+        self.apply(self._init)
+        # GPT-2: scale the residual projections so the residual stream's variance stays ~1 with depth
+        for block in self.blocks:
+            for proj in (block.proj, block.mlp[2]):
+                nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * n_layers))
+        nn.init.normal_(self.pos_emb, std=0.02)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, L, d)`` tokens -> ``(B, L, d)`` states; position ``i`` sees only positions ``<= i``."""
+        if x.shape[1] > self.max_len:
+            raise ValueError(f"sequence of {x.shape[1]} tokens exceeds max_len={self.max_len}.")
+        x = self.drop(x + self.pos_emb[: x.shape[1]])
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_f(x)
+
+
+class ObservationEncoder(nn.Module):
+    """Observation -> one ``d_model`` vector: the tokenizer's tokens, pooled.
+
+    Pooling is a learned projection per token position, summed (a linear map of the flattened
+    tokens). Mean pooling would forget *where* each value sits (a grid's agent cell), and one
+    attention query keeps only a soft selection of cells; this keeps every token's content and
+    position at a cost of ``n_tokens * d^2`` per step, which is small next to the transformer's.
+    """
+
+    def __init__(self, space: spaces.Space, d_model: int, **tokenizer_kwargs: Any) -> None:
+        super().__init__()
+        self.tokenizer = ObservationTokenizer(space, d_model, **tokenizer_kwargs)
+        self.pool = nn.Linear(self.tokenizer.n_tokens * d_model, d_model)
+        self.ln = nn.LayerNorm(d_model)
+
+    def forward(self, obs: Any) -> Tensor:
+        """Observations with any leading dims -> ``(*lead, d_model)``."""
+        tokens = self.tokenizer(obs)
+        return self.ln(self.pool(tokens.flatten(-2)))
+
+
+class Core(nn.Module):
+    """Observation encoder, action tokenizer and causal transformer over a window of steps."""
+
+    def __init__(
+        self,
+        obs_space: spaces.Space,
+        act_space: spaces.Space,
+        cfg: CoreConfig | None = None,
+        **tokenizer_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or CoreConfig()
+        self.encoder = ObservationEncoder(obs_space, cfg.d_model, **tokenizer_kwargs)
+        self.act_tokenizer = ActionTokenizer(act_space, cfg.d_model)
+        self.transformer = CausalTransformer(
+            cfg.d_model, cfg.n_layers, cfg.n_heads, 2 * cfg.window, cfg.dropout
+        )
+
+    def forward(self, obs: Any, act: Any) -> tuple[Tensor, Tensor]:
+        """Run a window: ``obs (B, T, *obs_shape)``, ``act (B, T, *act_shape)``, ``T <= window``.
+
+        Returns ``h_obs, h_act``, each ``(B, T, d_model)``: ``h_obs[:, t]`` is the state after o_t
+        (for the policy and value), ``h_act[:, t]`` the state after (o_t, a_t) (for predicting
+        o_{t+1}). ``h_obs[:, t]`` does not depend on ``act[:, t]``, so when acting, pass any
+        placeholder (e.g. zeros) as the last step's action.
+        """
+        o = self.encoder(obs)
+        # the action token also carries its observation: predicting o_{t+1} then needs no attention
+        # at all to meet o_t and a_t, which makes early learning much faster
+        a = self.act_tokenizer(act) + o
+        b, t, d = o.shape
+        tokens = torch.stack([o, a], dim=2).view(b, 2 * t, d)  # o_0, a_0, o_1, a_1, ...
+        h = self.transformer(tokens).view(b, t, 2, d)
+        return h[:, :, 0], h[:, :, 1]
