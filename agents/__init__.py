@@ -1,6 +1,7 @@
 """Learners behind one interface (installed as ``devlearn.agents``): see ``agents/base.py``.
 
-``make_agent`` builds one by name: ``ppo`` and ``recurrent_ppo`` (Stable-Baselines3 baselines).
+``make_agent`` builds one by name: ``developmental`` (the developmental agent), ``ablation`` (the
+same agent with its world-model loss off), ``ppo`` and ``recurrent_ppo`` (Stable-Baselines3 baselines).
 """
 
 from __future__ import annotations
@@ -18,13 +19,19 @@ __all__ = ["Agent", "Policy", "has_checkpoint", "make_agent", "observation_wrapp
 
 def observation_wrappers(agent: str, space: gymnasium.spaces.Space) -> list[Callable[[Any], Any]]:
     """Per-env wrappers ``agent`` needs to read observations of ``space`` (none for the bundled envs)."""
-    from devlearn.agents.sb3_vec import sb3_observation_wrappers
+    from devlearn.agents.sb3_vec import drop_non_numeric, sb3_observation_wrappers
 
+    if agent in ("developmental", "ablation"):
+        return drop_non_numeric(space)  # the tokenizer reads Dict observations as they are
     return sb3_observation_wrappers(space)
 
 
 def make_agent(cfg: Any, env: gymnasium.vector.VectorEnv, seed: int, device: str, writer: Any) -> Agent:
     """Build the agent ``cfg.name`` for ``env`` (a next-step-autoreset VectorEnv)."""
+    if cfg.name in ("developmental", "ablation"):
+        from devlearn.agents.developmental import DevelopmentalAgent
+
+        return DevelopmentalAgent(cfg, env, seed, device, writer)
     if cfg.name in ("ppo", "recurrent_ppo"):
         from devlearn.agents.sb3_agents import SB3Agent
 

@@ -30,13 +30,19 @@ def sb3_observation_wrappers(space: gymnasium.spaces.Space) -> list[Callable[[gy
     Entries that cannot be flattened to numbers (``Text``, MiniGrid's mission string) are dropped, and a
     ``Dict`` is flattened: SB3's ``MultiInputPolicy`` sends uint8 images to a CNN that rejects MiniGrid's 7x7 views.
     """
-    wrappers: list[Callable[[gymnasium.Env], gymnasium.Env]] = []
+    wrappers = drop_non_numeric(space)
+    if isinstance(space, spaces.Dict):
+        wrappers.append(FlattenObservation)
+    return wrappers
+
+
+def drop_non_numeric(space: gymnasium.spaces.Space) -> list[Callable[[gymnasium.Env], gymnasium.Env]]:
+    """A wrapper dropping the ``Dict`` entries that are not numbers (MiniGrid's mission string), if any."""
     if isinstance(space, spaces.Dict):
         keep = [key for key, sub in space.spaces.items() if _numeric(sub)]
         if len(keep) < len(space.spaces):
-            wrappers.append(partial(FilterObservation, filter_keys=keep))
-        wrappers.append(FlattenObservation)
-    return wrappers
+            return [partial(FilterObservation, filter_keys=keep)]
+    return []
 
 
 def _numeric(space: spaces.Space) -> bool:

@@ -17,7 +17,7 @@ from omegaconf import MISSING
 DEVICES = ("auto", "cpu", "cuda")
 VECTORIZATIONS = ("auto", "twin", "sync")
 SPLITS = ("train", "heldout")
-AGENTS = ("ppo", "recurrent_ppo")
+AGENTS = ("developmental", "ablation", "ppo", "recurrent_ppo")
 
 
 class ConfigError(ValueError):
@@ -37,6 +37,32 @@ class EnvConfig:
 
 
 @dataclass
+class CoreConfig:
+    """Size of the core transformer."""
+
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    window: int = 8  # steps per window; the transformer sees 2 * window tokens
+    dropout: float = 0.0
+
+
+@dataclass
+class WorldModelConfig:
+    """Weights of the world-model losses, rollout depth and the EMA target's rate."""
+
+    exact_weight: float = 1.0
+    reward_weight: float = 1.0
+    termination_weight: float = 1.0
+    catastrophe_weight: float = 1.0
+    catastrophe_pos_weight: float = 1.0  # > 1 trades false alarms for fewer missed catastrophes
+    latent: bool = True
+    latent_weight: float = 1.0
+    k: int = 1  # latent rollout depth: predict o_{t+1} .. o_{t+k}
+    ema_tau: float = 0.01  # Polyak rate: target <- (1 - tau) * target + tau * online
+
+
+@dataclass
 class AgentConfig:
     """The learner and its PPO hyperparameters (every devlearn agent is trained with PPO)."""
 
@@ -52,6 +78,13 @@ class AgentConfig:
     ent_coef: float = 0.01
     hidden_sizes: list[int] = field(default_factory=lambda: [128, 128])
     normalize_images: bool = False  # divide uint8 image observations by 255 (true for pixel envs)
+    max_grad_norm: float = 0.5
+    # the developmental agent (agent=developmental, and its ablation agent=ablation)
+    world_model_coef: float = 1.0  # lambda in: loss = PPO + lambda * developmental loss (0 in the ablation)
+    shield_tau: float = 0.5  # mask actions whose predicted catastrophe probability exceeds tau; 1 disables
+    intrinsic_coef: float = 0.0  # surprise as intrinsic reward (0 = off)
+    core: CoreConfig = field(default_factory=CoreConfig)
+    world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
 
 
 @dataclass

@@ -10,7 +10,6 @@ action token has also seen a_t (the state to predict o_{t+1} from).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,18 +17,8 @@ from gymnasium import spaces
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from devlearn.config import CoreConfig
 from devlearn.tokenize import ActionTokenizer, ObservationTokenizer
-
-
-@dataclass
-class CoreConfig:
-    """Size of the core transformer."""
-
-    d_model: int = 64
-    n_layers: int = 2
-    n_heads: int = 4
-    window: int = 8  # steps per window; the transformer sees 2 * window tokens
-    dropout: float = 0.0
 
 
 class Block(nn.Module):

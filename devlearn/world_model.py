@@ -19,7 +19,6 @@ logging or an intrinsic reward.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,25 +26,11 @@ from gymnasium import spaces
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from devlearn.config import WorldModelConfig
 from devlearn.core import ObservationEncoder
 from devlearn.tokenize import ActionTokenizer
 
 MASKED_LOGIT = -1e4  # finite, so elements without any valid class stay NaN-free under log_softmax
-
-
-@dataclass
-class WorldModelConfig:
-    """Weights of the world-model losses, rollout depth and the EMA target's rate."""
-
-    exact_weight: float = 1.0
-    reward_weight: float = 1.0
-    termination_weight: float = 1.0
-    catastrophe_weight: float = 1.0
-    catastrophe_pos_weight: float = 1.0  # > 1 trades false alarms for fewer missed catastrophes
-    latent: bool = True
-    latent_weight: float = 1.0
-    k: int = 1  # latent rollout depth: predict o_{t+1} .. o_{t+k}
-    ema_tau: float = 0.01  # Polyak rate: target <- (1 - tau) * target + tau * online
 
 
 def symlog(x: Tensor) -> Tensor:

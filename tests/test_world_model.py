@@ -9,8 +9,9 @@ import torch
 from gymnasium import spaces
 from minigrid.wrappers import FullyObsWrapper, ImgObsWrapper
 
-from devlearn.core import Core, CoreConfig
-from devlearn.world_model import WorldModel, WorldModelConfig
+from devlearn.config import CoreConfig, WorldModelConfig
+from devlearn.core import Core
+from devlearn.world_model import WorldModel
 
 T = 8
 FORWARD = 2  # MiniGrid's "move forward"
