@@ -116,6 +116,19 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             agent.num_timesteps,
             cfg.log.video_max_steps,
         )
+    hparams = {
+        "env": cfg.env.id,
+        "agent": cfg.agent.name,
+        "seed": cfg.seed,
+        "num_envs": cfg.env.num_envs,
+        "total_timesteps": cfg.agent.total_timesteps,
+        "learning_rate": cfg.agent.learning_rate,
+        "world_model_coef": cfg.agent.world_model_coef,
+        "shield_tau": cfg.agent.shield_tau,
+    }
+    final = {f"hparam/{split}/{k}": table[split][k] for split in table for k in ("return", "success", "catastrophe_rate")}
+    final["hparam/training_catastrophes"] = log.catastrophes_total
+    writer.add_hparams(hparams, final, run_name=".")
     writer.close()
 
     results = {
