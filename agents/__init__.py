@@ -17,9 +17,19 @@ from devlearn.config import AGENTS, ConfigError
 __all__ = ["Agent", "Policy", "has_checkpoint", "make_agent", "observation_wrappers"]
 
 
-def observation_wrappers(agent: str, space: gymnasium.spaces.Space) -> list[Callable[[Any], Any]]:
-    """Per-env wrappers ``agent`` needs to read observations of ``space`` (none for the bundled envs)."""
+def observation_wrappers(agent: str, env_id: str, **env_kwargs: Any) -> list[Callable[[Any], Any]]:
+    """Per-env wrappers ``agent`` needs to read ``env_id``'s observations (none for the bundled envs).
+
+    PettingZoo envs get none: their learners' spaces are served as they are.
+    """
     from devlearn.agents.sb3_vec import drop_non_numeric, sb3_observation_wrappers
+    from devlearn.registry import make, spec
+
+    if spec(env_id).api != "gymnasium":
+        return []
+    probe = make(env_id, **env_kwargs)
+    space = probe.observation_space
+    probe.close()
 
     if agent in ("developmental", "ablation"):
         return drop_non_numeric(space)  # the tokenizer reads Dict observations as they are

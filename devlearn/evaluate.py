@@ -27,9 +27,9 @@ def run_episodes(
     Every sub-env plays the same number of episodes, so short episodes (falls, say) are not
     over-represented as they would be by taking the first ``episodes`` to finish.
     """
-    num_envs = max(1, min(num_envs, episodes))
+    env = make_vector_env(env_id, max(1, min(num_envs, episodes)), vectorization, wrappers, **env_kwargs)
+    num_envs = env.num_envs  # a multi-agent env may round to whole copies
     quota = -(-episodes // num_envs)
-    env = make_vector_env(env_id, num_envs, vectorization, wrappers, **env_kwargs)
     stats, results = EpisodeStats(num_envs), []
     played = np.zeros(num_envs, dtype=np.int64)
     obs, _ = env.reset(seed=seed)

@@ -36,12 +36,9 @@ def evaluate_run(
         raise ConfigError(f"{cfg.env.id} has no held-out split; use split=train.")
 
     from devlearn.agents import make_agent, observation_wrappers
-    from devlearn.registry import make
     from devlearn.vector import make_vector_env
 
-    probe = make(cfg.env.id, **kwargs)
-    wrappers = observation_wrappers(cfg.agent.name, probe.observation_space)
-    probe.close()
+    wrappers = observation_wrappers(cfg.agent.name, cfg.env.id, **kwargs)
     # The agent is rebuilt from the run's own config and restored from its checkpoint.
     spaces_env = make_vector_env(cfg.env.id, 1, "auto", wrappers, **kwargs)
     agent = make_agent(cfg.agent, spaces_env, int(cfg.seed), "cpu", writer=None)

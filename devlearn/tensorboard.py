@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,11 +12,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 
 from devlearn.registry import spec
-
-
-def tree_map(fn: Callable[[Any], Any], obs: Any) -> Any:
-    """Apply ``fn`` to every array of an observation (dict observations included)."""
-    return {k: tree_map(fn, v) for k, v in obs.items()} if isinstance(obs, dict) else fn(obs)
+from devlearn.vector import make_vector_env
 
 
 def render_modes(env_id: str) -> list[str]:
@@ -30,37 +26,42 @@ def render_modes(env_id: str) -> list[str]:
 def record_episode(
     writer: SummaryWriter,
     env_id: str,
-    make_env: Callable[..., Any],
-    policy: Callable[[Any], Any],
+    wrappers: Sequence[Callable[[Any], Any]],
+    env_kwargs: dict[str, Any],
+    policy: Callable[[Any, np.ndarray], np.ndarray],
     tag: str,
     step: int,
     max_steps: int = 200,
 ) -> str | None:
     """Play one episode and log it: ``{tag}/video`` for frame-rendering envs, ``{tag}/transcript`` for text envs.
 
-    ``make_env(render_mode=...)`` builds the env; ``policy(obs_batch, episode_start)`` acts on a batch of one. Returns the kind logged ("video", "transcript") or None.
+    The episode runs in a one-copy vector env (a Gymnasium env, or all learners of a PettingZoo env),
+    so ``policy(obs_batch, episode_start)`` acts exactly as in training and evaluation. Returns the
+    kind logged ("video", "transcript") or None when the env renders neither.
     """
     modes = render_modes(env_id)
     mode = "rgb_array" if "rgb_array" in modes else "ansi" if "ansi" in modes else None
     if mode is None:
         return None
-    env = make_env(render_mode=mode)
+    env = make_vector_env(env_id, 1, "sync", wrappers, render_mode=mode, **env_kwargs)
     try:
         obs, _ = env.reset(seed=step)
-        frames = [env.render()]
-        for t in range(max_steps):
-            batch = tree_map(lambda x: np.asarray(x)[None], obs)  # policies take batches
-            action = np.asarray(policy(batch, np.array([t == 0])))[0]
-            obs, _, terminated, truncated, _ = env.step(action.item() if action.ndim == 0 else action)
-            frames.append(env.render())
-            if terminated or truncated:
+        frames = [env.envs[0].render()]
+        start = np.ones(env.num_envs, dtype=bool)
+        finished = np.zeros(env.num_envs, dtype=bool)
+        for _ in range(max_steps):
+            obs, _, terminated, truncated, _ = env.step(policy(obs, start))
+            start[:] = False
+            finished |= terminated | truncated
+            frames.append(env.envs[0].render())
+            if finished.all():  # the next step would autoreset: the episode is over
                 break
     finally:
         env.close()
     if mode == "ansi":
         writer.add_text(f"{tag}/transcript", "```\n" + str(frames[-1]) + "\n```", step)
         return "transcript"
-    fps = int(getattr(env, "metadata", {}).get("render_fps", 4) or 4)
+    fps = int(getattr(env.envs[0], "metadata", {}).get("render_fps", 4) or 4)
     add_gif(writer, f"{tag}/video", frames, step, fps)
     return "video"
 

@@ -22,7 +22,6 @@ from devlearn.agents import make_agent, observation_wrappers
 from devlearn.agents.base import has_checkpoint
 from devlearn.config import ConfigError, validate
 from devlearn.evaluate import format_table, run_episodes, summarize
-from devlearn.registry import make
 from devlearn.runlog import RunLog
 from devlearn.tensorboard import record_episode
 from devlearn.vector import accepts_kwarg, make_vector_env
@@ -49,12 +48,6 @@ def find_resumable(cfg: DictConfig, run_dir: Path) -> Path:
     return candidates[-1]
 
 
-def wrap(env: Any, wrappers: list) -> Any:
-    for wrapper in wrappers:
-        env = wrapper(env)
-    return env
-
-
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train ``cfg.agent`` on ``cfg.env``; write TensorBoard logs, checkpoints and ``results.json`` under ``run_dir``."""
     validate(cfg)
@@ -66,9 +59,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
 
     # env -> batched observations -> agent
-    probe = make(cfg.env.id, **env_kwargs)
-    wrappers = observation_wrappers(cfg.agent.name, probe.observation_space)
-    probe.close()
+    wrappers = observation_wrappers(cfg.agent.name, cfg.env.id, **env_kwargs)
     env = make_vector_env(cfg.env.id, cfg.env.num_envs, cfg.env.vectorization, wrappers, **env_kwargs)
     writer = SummaryWriter(str(run_dir / "tb"))
     agent = make_agent(cfg.agent, env, cfg.seed, device, writer)
@@ -110,7 +101,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         record_episode(
             writer,
             cfg.env.id,
-            lambda **render: wrap(make(cfg.env.id, **kwargs, **render), wrappers),
+            wrappers,
+            kwargs,
             agent.policy(),
             "rollout",
             agent.num_timesteps,
@@ -120,13 +112,17 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "env": cfg.env.id,
         "agent": cfg.agent.name,
         "seed": cfg.seed,
-        "num_envs": cfg.env.num_envs,
+        "num_envs": env.num_envs,
         "total_timesteps": cfg.agent.total_timesteps,
         "learning_rate": cfg.agent.learning_rate,
         "world_model_coef": cfg.agent.world_model_coef,
         "shield_tau": cfg.agent.shield_tau,
     }
-    final = {f"hparam/{split}/{k}": table[split][k] for split in table for k in ("return", "success", "catastrophe_rate")}
+    final = {
+        f"hparam/{split}/{k}": table[split][k]
+        for split in table
+        for k in ("return", "success", "catastrophe_rate")
+    }
     final["hparam/training_catastrophes"] = log.catastrophes_total
     writer.add_hparams(hparams, final, run_name=".")
     writer.close()

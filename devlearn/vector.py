@@ -1,4 +1,5 @@
-"""Batched environments for training: the bundled numpy twins, or Gymnasium's SyncVectorEnv for any id."""
+"""Batched environments for training: the bundled numpy twins, Gymnasium's SyncVectorEnv for any id,
+or ``ParallelVectorEnv`` (one sub-env per learner) for PettingZoo ids."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import gymnasium
 import numpy as np
 
 from devlearn.config import ConfigError
-from devlearn.registry import spec
+from devlearn.parallel_vector import ParallelVectorEnv, default_agents
+from devlearn.registry import make, spec
 
 
 def accepts_kwarg(env_id: str, name: str) -> bool:
@@ -34,13 +36,32 @@ def make_vector_env(
     ``vectorization="auto"`` takes the id's batched twin (its ``vector_entry_point``) when it has one,
     else Gymnasium's ``SyncVectorEnv``; ``"twin"`` insists on the twin; ``"sync"`` never uses it.
     ``wrappers`` apply to each single env, so asking for them means ``SyncVectorEnv``.
+
+    A PettingZoo id gives a ``ParallelVectorEnv``: its learner agents share one policy, each learner of
+    each copy is one sub-env, and ``num_envs`` is rounded down to whole copies (at least one), so the
+    returned env's ``num_envs`` may be smaller than asked for.
     """
     entry = spec(env_id)
-    if entry.api != "gymnasium":
-        raise ConfigError(
-            f"{env_id!r} is a {entry.api} environment; single-agent training needs a Gymnasium id "
-            "(for Bystanders use devlearn/BystandersSolo-v0)."
+    if entry.api == "pettingzoo":
+        if wrappers:
+            raise ConfigError(
+                f"{env_id!r} is a PettingZoo environment; observation wrappers only apply to Gymnasium "
+                "environments, so it cannot be wrapped (train with an agent that needs no wrappers)."
+            )
+        if vectorization == "twin":
+            raise ConfigError(
+                f"env.vectorization=twin, but {env_id!r} is a PettingZoo environment with no batched twin. "
+                "Allowed: auto, sync."
+            )
+        probe = make(env_id, **kwargs)  # checks the keyword arguments once, with a helpful error
+        learners_per_copy = len(default_agents(probe))
+        probe.close()
+        # registry.make builds entry.load()(**{**entry.defaults, **kwargs}) for a PettingZoo id.
+        return ParallelVectorEnv(
+            lambda: make(env_id, **kwargs), num_copies=max(1, num_envs // learners_per_copy)
         )
+    if entry.api != "gymnasium":
+        raise ConfigError(f"{env_id!r} is a {entry.api} environment, which devlearn cannot vectorize.")
     has_twin = entry.vector_entry_point is not None
     if vectorization == "twin" and not has_twin:
         raise ConfigError(f"env.vectorization=twin, but {env_id!r} has no batched twin. Allowed: auto, sync.")
@@ -64,8 +85,13 @@ class EpisodeStats:
         self.success = np.zeros(num_envs, dtype=bool)
 
     def update(self, reward: np.ndarray, info: dict[str, Any], live: np.ndarray | None = None) -> None:
-        """Add one step; ``live`` masks out sub-envs whose step was a next-step autoreset, not a real step."""
+        """Add one step; ``live`` masks out sub-envs whose step was a next-step autoreset, not a real step.
+
+        Sub-envs with ``info["active"]`` False (``ParallelVectorEnv``: an autoreset step, or a finished
+        agent waiting for its copy) are masked out too.
+        """
         live = np.ones(len(reward), dtype=bool) if live is None else live
+        live = live & _info_array(info, "active", True, len(reward)).astype(bool)
         self.ret += np.where(live, reward, 0.0)
         self.length += live
         self.cost += np.where(live, _info_array(info, "cost", 0.0, len(reward)), 0.0)
