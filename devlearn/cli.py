@@ -38,7 +38,9 @@ def check_overrides(args: list[str]) -> None:
     """Raise ``ConfigError`` for an override whose key the schema does not have, naming the allowed keys."""
     known = schema_keys()
     # Flags (-m, --cfg job, ...) and their values are Hydra's to check; overrides are key=value.
-    overrides = OverridesParser.create().parse_overrides([a for a in args if "=" in a and not a.startswith("-")])
+    overrides = OverridesParser.create().parse_overrides(
+        [a for a in args if "=" in a and not a.startswith("-")]
+    )
     for override in overrides:
         key = override.key_or_group
         if override.is_add() or override.is_delete() or key in GROUPS:

@@ -37,11 +37,14 @@ class Block(nn.Module):
         )
         self.resid_drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+        """``attn_mask``: optional ``(B, 1, N, N)`` bool, True where a query may see a key; causal when None."""
         b, n, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         drop = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=drop, is_causal=attn_mask is None
+        )
         x = x + self.resid_drop(self.proj(y.transpose(1, 2).reshape(b, n, d)))
         return x + self.mlp(self.ln2(x))
 
@@ -69,13 +72,22 @@ class CausalTransformer(nn.Module):
             nn.init.normal_(module.weight, std=0.02)
             nn.init.zeros_(module.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``(B, L, d)`` tokens -> ``(B, L, d)`` states; position ``i`` sees only positions ``<= i``."""
-        if x.shape[1] > self.max_len:
-            raise ValueError(f"sequence of {x.shape[1]} tokens exceeds max_len={self.max_len}.")
-        x = self.drop(x + self.pos_emb[: x.shape[1]])
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, positions: Tensor | None = None) -> Tensor:
+        """``(B, L, d)`` tokens -> ``(B, L, d)`` states; position ``i`` sees only positions ``<= i``.
+
+        ``attn_mask`` (``(B, 1, L, L)`` bool, True = may attend) replaces the causal mask, and
+        ``positions`` (``(L,)``) the positions ``0 .. L-1``; ``Core`` uses both to hide padded steps
+        and to evaluate several candidate last tokens in one pass.
+        """
+        if positions is None:
+            if x.shape[1] > self.max_len:
+                raise ValueError(f"sequence of {x.shape[1]} tokens exceeds max_len={self.max_len}.")
+            pos = self.pos_emb[: x.shape[1]]
+        else:
+            pos = self.pos_emb[positions]
+        x = self.drop(x + pos)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, attn_mask)
         return self.ln_f(x)
 
 
@@ -118,19 +130,82 @@ class Core(nn.Module):
             cfg.d_model, cfg.n_layers, cfg.n_heads, 2 * cfg.window, cfg.dropout
         )
 
-    def forward(self, obs: Any, act: Any) -> tuple[Tensor, Tensor]:
+    def forward(self, obs: Any, act: Any, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Run a window: ``obs (B, T, *obs_shape)``, ``act (B, T, *act_shape)``, ``T <= window``.
 
         Returns ``h_obs, h_act``, each ``(B, T, d_model)``: ``h_obs[:, t]`` is the state after o_t
         (for the policy and value), ``h_act[:, t]`` the state after (o_t, a_t) (for predicting
         o_{t+1}). ``h_obs[:, t]`` does not depend on ``act[:, t]``, so when acting, pass any
         placeholder (e.g. zeros) as the last step's action.
+
+        ``mask`` (``(B, T)`` bool, optional) marks the steps that belong to the window's episode: the
+        others (padding, or a previous episode's steps) are hidden from every token, so a window
+        never carries information across an episode's start. Their own outputs are meaningless.
         """
-        o = self.encoder(obs)
+        return self.states(self.encoder(obs), act, mask)
+
+    def states(self, o: Tensor, act: Any, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``forward`` from already encoded observations ``o = self.encoder(obs)``, ``(B, T, d)``.
+
+        An encoded observation does not depend on its window, so a caller that meets the same
+        observation in several windows (acting step by step, or overlapping training windows)
+        encodes it once.
+        """
         # the action token also carries its observation: predicting o_{t+1} then needs no attention
         # at all to meet o_t and a_t, which makes early learning much faster
         a = self.act_tokenizer(act) + o
         b, t, d = o.shape
         tokens = torch.stack([o, a], dim=2).view(b, 2 * t, d)  # o_0, a_0, o_1, a_1, ...
-        h = self.transformer(tokens).view(b, t, 2, d)
+        attn = None
+        if mask is not None:
+            keys = mask.repeat_interleave(2, dim=1)  # (B, 2T): both tokens of a step share its mask
+            eye = torch.eye(2 * t, dtype=torch.bool, device=o.device)
+            causal = torch.ones(2 * t, 2 * t, dtype=torch.bool, device=o.device).tril()
+            # a hidden token still sees itself, so no attention row is empty (that would give NaN)
+            attn = (causal & (keys[:, None, :] | eye)).unsqueeze(1)
+        h = self.transformer(tokens, attn).view(b, t, 2, d)
         return h[:, :, 0], h[:, :, 1]
+
+    def candidate_states(
+        self, o: Tensor, act: Tensor, mask: Tensor | None, candidates: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The state after the last observation, and the state after each candidate last action, in one pass.
+
+        Args:
+            o: encoded observations ``(B, T, d)`` (``self.encoder(obs)``).
+            act: actions ``(B, T, *act_shape)``; the last step's is ignored.
+            mask: ``(B, T)`` bool (see ``forward``) or None.
+            candidates: ``(A, *act_shape)`` actions to try at the last step.
+
+        Returns:
+            ``h_obs (B, d)`` (equal to ``forward(...)[0][:, -1]``) and ``h_act (B, A, d)``, where
+            ``h_act[:, i]`` equals ``forward`` 's ``h_act[:, -1]`` with ``candidates[i]`` as the last
+            action. Only the last (action) token differs between candidates, so the window's
+            2T - 1 prefix tokens are computed once and A candidate tokens are appended, each seeing
+            the prefix and itself: 2T - 1 + A tokens instead of A windows of 2T.
+        """
+        b, t, d = o.shape
+        n_cand = candidates.shape[0]
+        prefix = o.new_zeros(b, 0, d)
+        if t > 1:  # the steps before the last one, as in ``states``
+            a = self.act_tokenizer(act[:, :-1]) + o[:, :-1]
+            prefix = torch.stack([o[:, :-1], a], dim=2).view(b, 2 * t - 2, d)
+        cand = self.act_tokenizer(candidates).unsqueeze(0) + o[:, -1:]  # (B, A, d)
+        tokens = torch.cat([prefix, o[:, -1:], cand], dim=1)
+        n_prefix, n = 2 * t - 1, 2 * t - 1 + n_cand
+        dev = o.device
+        allowed = torch.zeros(n, n, dtype=torch.bool, device=dev)
+        allowed[:n_prefix, :n_prefix] = torch.ones(n_prefix, n_prefix, dtype=torch.bool, device=dev).tril()
+        allowed[n_prefix:, :n_prefix] = True
+        allowed |= torch.eye(n, dtype=torch.bool, device=dev)
+        attn = allowed.expand(b, n, n)
+        if mask is not None:
+            keys = torch.cat(
+                [mask.repeat_interleave(2, dim=1)[:, :n_prefix], mask[:, -1:].expand(b, n_cand)], dim=1
+            )
+            attn = attn & (keys[:, None, :] | torch.eye(n, dtype=torch.bool, device=dev))
+        positions = torch.cat(
+            [torch.arange(n_prefix, device=dev), torch.full((n_cand,), n_prefix, device=dev)]
+        )
+        h = self.transformer(tokens, attn.unsqueeze(1), positions)
+        return h[:, n_prefix - 1], h[:, n_prefix:]

@@ -1,0 +1,403 @@
+"""The developmental agent: world model, shield, PPO learning, checkpoints, rollback, logging, env kinds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.tensorboard import SummaryWriter
+
+from devlearn import checkpoint
+from devlearn.agents import make_agent, observation_wrappers
+from devlearn.agents.developmental import DevelopmentalAgent
+from devlearn.agents.rollout import gae
+from devlearn.config import AgentConfig
+from devlearn.envs.cliff_edge import FORWARD, LAVA
+from devlearn.evaluate import run_episodes
+from devlearn.registry import make
+from devlearn.runlog import RunLog
+from devlearn.vector import make_vector_env
+from devlearn.world_model import WorldModel
+
+CLIFF = "devlearn/CliffEdge-v0"
+DIR_VEC = np.array([(1, 0), (0, 1), (-1, 0), (0, -1)])  # MiniGrid directions: east, south, west, north
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The CI machine has 2 shared cores: more intra-op threads than free cores slows torch ~50x."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class RecordingLog(RunLog):
+    """A RunLog that also keeps every scalar it is given, by tag."""
+
+    def __init__(self, writer: SummaryWriter, total: int) -> None:
+        super().__init__(writer, total, progress=False)
+        self.values: dict[str, list[float]] = {}
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        super().scalars(values, step)
+        for tag, value in values.items():
+            self.values.setdefault(tag, []).append(float(value))
+
+
+def config(name: str = "developmental", **overrides: Any) -> Any:
+    cfg = OmegaConf.structured(AgentConfig(name=name, n_steps=32, batch_size=64, n_epochs=4))
+    cfg.core.window = 4
+    if name == "ablation":
+        cfg.world_model_coef, cfg.shield_tau = 0.0, 1.0
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key, value)
+    return cfg
+
+
+def build(tmp_path: Path, cfg: Any, env_id: str = CLIFF, num_envs: int = 4, seed: int = 0, **env_kwargs: Any):
+    wrappers = observation_wrappers(cfg.name, env_id, **env_kwargs)
+    env = make_vector_env(env_id, num_envs, wrappers=wrappers, **env_kwargs)
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    agent = make_agent(cfg, env, seed=seed, device="cpu", writer=writer)
+    return agent, RecordingLog(writer, 10**9), writer
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[DevelopmentalAgent, RecordingLog, Path]:
+    """A developmental agent trained briefly on CliffEdge with the shield off (so it meets the cliff)."""
+    run_dir = tmp_path_factory.mktemp("cliff")
+    agent, log, writer = build(run_dir, config(learning_rate=1e-3, shield_tau=1.0))
+    agent.learn(3072, log, run_dir, checkpoint_every=1024)
+    writer.flush()
+    return agent, log, run_dir
+
+
+def test_world_model_learns_cliff_edge(trained) -> None:
+    agent, log, _ = trained
+    acc = log.values["world_model/acc_token"]
+    assert acc[-1] > 0.95, acc
+    assert acc[-1] > acc[0]  # it learned: an untrained head is near chance
+    assert log.values["world_model/exact"][-1] < log.values["world_model/exact"][0]
+
+
+def lava_ahead(obs: np.ndarray) -> bool:
+    y, x = np.argwhere(obs[..., 0] == 10)[0]  # the agent's cell
+    dx, dy = DIR_VEC[obs[y, x, 2]]
+    return obs[y + dy, x + dx, 0] == LAVA
+
+
+def observations(n: int, seed: int = 0) -> np.ndarray:
+    """CliffEdge observations from random play."""
+    env = make(CLIFF)
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    seen = []
+    for _ in range(n):
+        seen.append(obs)
+        obs, _, terminated, truncated, _ = env.step(int(rng.integers(3)))
+        if terminated or truncated:
+            obs, _ = env.reset()
+    return np.stack(seen)
+
+
+def force_forward(agent: DevelopmentalAgent) -> None:
+    """Make the policy want to step forward whatever it sees (so only the shield can stop it)."""
+    with torch.no_grad():
+        agent.net.actor[2].weight.zero_()
+        agent.net.actor[2].bias.copy_(torch.tensor([0.0, 0.0, 20.0]))
+
+
+def knows_the_cliff(obs: np.ndarray) -> Any:
+    """A catastrophe head that knows CliffEdge: FORWARD into lava is a fall, nothing else is."""
+    ahead = torch.as_tensor(np.array([lava_ahead(o) for o in obs]))
+
+    def danger(h_act: torch.Tensor) -> torch.Tensor:
+        p = torch.full(h_act.shape[:-1], 0.01)
+        p[:, FORWARD] = torch.where(ahead, 0.95, 0.02)
+        return p
+
+    return danger
+
+
+def test_shield_masks_the_cliff_step(tmp_path, monkeypatch) -> None:
+    agent, _, _ = build(tmp_path, config(shield_tau=0.5))
+    force_forward(agent)  # the policy itself would always step forward
+    obs = observations(600)
+    ahead = np.array([lava_ahead(o) for o in obs])
+    assert ahead.sum() >= 5 and (~ahead).sum() >= 5
+    monkeypatch.setattr(agent.wm, "catastrophe_prob", knows_the_cliff(obs))
+    start = np.ones(len(obs), dtype=bool)
+    for deterministic in (True, False):
+        acts = agent.policy(deterministic)(obs, start)
+        assert not (acts[ahead] == FORWARD).any()  # never off the edge while tau < 1
+        assert (acts[~ahead] == FORWARD).all()  # and only the dangerous step is masked
+    agent.cfg.shield_tau = 1.0
+    agent.shield_on = agent.wm is not None and agent.cfg.shield_tau < 1.0  # as the constructor decides
+    assert (agent.policy(True)(obs, start) == FORWARD).all()  # tau = 1: the shield is off
+
+
+def test_shield_keeps_the_least_dangerous_action(tmp_path, monkeypatch) -> None:
+    agent, _, _ = build(tmp_path, config(shield_tau=0.5))
+    force_forward(agent)
+    obs = observations(50)
+    danger = torch.tensor([0.9, 0.7, 0.8])  # every action above tau: RIGHT (1) is the least dangerous
+    monkeypatch.setattr(agent.wm, "catastrophe_prob", lambda h: danger.expand(h.shape[:-1]))
+    assert (agent.policy(True)(obs, np.ones(len(obs), dtype=bool)) == 1).all()
+
+
+@pytest.mark.slow
+def test_learned_shield_masks_the_cliff_step(tmp_path) -> None:
+    """The catastrophe head, trained by the agent's own loop, flags forward-into-lava and not much else.
+
+    Falls are 1-4% of transitions here: with ``catastrophe_pos_weight=1`` the head stays near the base
+    rate for 30k steps; weighting positives 20x separates the two kinds of state by ~16k steps.
+    """
+    cfg = config(
+        learning_rate=1e-3,
+        shield_tau=1.0,
+        n_steps=64,
+        batch_size=128,
+        **{"world_model.catastrophe_pos_weight": 20.0},
+    )
+    agent, log, _ = build(tmp_path, cfg, num_envs=8)
+    agent.learn(16384, log, tmp_path, checkpoint_every=10**6)
+    obs = observations(600)
+    ahead = np.array([lava_ahead(o) for o in obs])
+    with torch.no_grad():
+        o = agent.net.core.encoder(torch.as_tensor(obs))[:, None]
+        act = torch.zeros(len(obs), 1, dtype=torch.long)
+        _, imagined = agent.net.core.candidate_states(o, act, None, agent.candidates)
+        danger = agent.wm.catastrophe_prob(imagined)[:, FORWARD].numpy()
+    assert np.median(danger[ahead]) > 0.5 and np.median(danger[~ahead]) < 0.2, (danger[ahead], danger[~ahead])
+
+
+def test_shield_logs_fire_rate_and_world_checked_precision(tmp_path) -> None:
+    agent, log, _ = build(tmp_path, config(shield_tau=0.5))
+    force_forward(agent)
+    with torch.no_grad():  # a head that fears every step: the shield fires everywhere
+        agent.wm.catastrophe_head[-1].bias.fill_(10.0)
+    agent.learn(128, log, tmp_path, checkpoint_every=10**6)
+    assert log.values["shield/fire_rate"][0] == 1.0
+    # vetoed forward steps were checked against a copy of the world: most forward steps are not falls
+    assert log.values["shield/probes"][0] > 0
+    assert 0.0 <= log.values["shield/precision"][0] < 0.5
+
+
+def test_candidate_states_equal_full_windows(trained) -> None:
+    agent, _, _ = trained
+    core = agent.net.core
+    obs = torch.as_tensor(observations(24)).view(6, 4, *observations(1).shape[1:])
+    act = torch.randint(3, (6, 4))
+    mask = torch.ones(6, 4, dtype=torch.bool)
+    mask[0, :2] = mask[1, :3] = False
+    with torch.no_grad():
+        h_obs, imagined = core.candidate_states(core.encoder(obs), act, mask, agent.candidates)
+        for a in range(3):
+            act[:, -1] = a
+            full_obs, full_act = core(obs, act, mask)
+            torch.testing.assert_close(h_obs, full_obs[:, -1])
+            torch.testing.assert_close(imagined[:, a], full_act[:, -1])
+        # masked steps (another episode's) do not reach the window's own steps
+        obs2, act2 = obs.clone(), act.clone()
+        obs2[0, :2], act2[0, :2] = 0, 2
+        torch.testing.assert_close(core(obs2, act2, mask)[1][0, 2:], core(obs, act, mask)[1][0, 2:])
+
+
+def test_gae_bootstraps_truncation_not_termination() -> None:
+    reward = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    value = torch.tensor([[0.5, 7.0], [0.5, 7.0]])  # value[:, 1] = V(final observation of step 0)
+    terminated = torch.tensor([[True, False], [False, False]])
+    truncated = torch.tensor([[False, False], [True, False]])
+    adv = gae(reward, value, torch.zeros(2), terminated, terminated | truncated, gamma=0.9, lam=0.95)
+    assert adv[0, 0] == pytest.approx(1.0 - 0.5)  # terminated: no bootstrap
+    assert adv[1, 0] == pytest.approx(1.0 + 0.9 * 7.0 - 0.5)  # truncated: bootstrap, chain cut
+
+
+def test_fake_steps_are_masked_and_windows_stay_in_episode(trained) -> None:
+    agent, _, _ = trained
+    R = agent.rollout
+    agent._collect()
+    s = slice(R.first, R.first + R.n_steps)
+    done = R.terminated[:, s] | R.truncated[:, s]
+    fake = R.fake[:, s]
+    assert done.any() and fake.any()
+    # a fake transition follows every real episode end, and carries no reward
+    assert torch.equal(fake[:, 1:], done[:, :-1] & ~fake[:, :-1])
+    assert (R.reward[:, s][fake] == 0).all()
+    # after a fake step a new episode starts: no window reaches back across it
+    for e, t in fake[:, :-1].nonzero().tolist():
+        _, _, valid = R.window_at(R.first + t + 1)
+        assert valid[e].tolist() == [False] * (R.window - 1) + [True]
+    R.carry_over()
+
+
+def test_short_run_improves_return(tmp_path) -> None:
+    cfg = config(learning_rate=1e-3, n_steps=64, batch_size=128)
+    agent, log, _ = build(tmp_path, cfg, env_id="MiniGrid-Empty-5x5-v0", num_envs=8)
+    wrappers = observation_wrappers("developmental", "MiniGrid-Empty-5x5-v0")
+
+    def mean_return() -> float:
+        episodes = run_episodes(agent.policy(True), "MiniGrid-Empty-5x5-v0", 16, seed=123, wrappers=wrappers)
+        return float(np.mean([e["return"] for e in episodes]))
+
+    before = mean_return()
+    agent.learn(6144, log, tmp_path, checkpoint_every=10**6)
+    after = mean_return()
+    assert after > before + 0.3 and after > 0.6, (before, after)
+
+
+def state_of(agent: DevelopmentalAgent) -> dict[str, Any]:
+    return {
+        "params": {k: v.clone() for k, v in agent.net.state_dict().items()},
+        "optimizer": agent.optimizer.state_dict(),
+        "generator": agent.gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": np.random.get_state()[1].copy(),
+        "counters": (agent.num_timesteps, agent.updates, agent.rollbacks),
+    }
+
+
+def test_resume_restores_step_params_optimizer_and_rng(tmp_path) -> None:
+    agent, log, _ = build(tmp_path, config())
+    agent.learn(256, log, tmp_path, checkpoint_every=10**6)  # ends with a checkpoint
+    saved = state_of(agent)
+    assert saved["counters"][0] == 256 and saved["counters"][1] == 2
+    torch.rand(5), np.random.rand()  # move the global RNGs on
+    fresh, log2, _ = build(tmp_path / "fresh", config(), seed=1)
+    assert not torch.equal(fresh.net.core.encoder.pool.weight, agent.net.core.encoder.pool.weight)
+    fresh.load(tmp_path)
+    loaded = state_of(fresh)
+    assert loaded["counters"] == saved["counters"]
+    for key, value in saved["params"].items():
+        assert torch.equal(loaded["params"][key], value), key
+    for key, slot in saved["optimizer"]["state"].items():
+        for name, value in slot.items():
+            assert torch.equal(loaded["optimizer"]["state"][key][name], value)
+    assert torch.equal(loaded["generator"], saved["generator"])
+    assert torch.equal(loaded["torch_rng"], saved["torch_rng"])
+    assert np.array_equal(loaded["numpy_rng"], saved["numpy_rng"])
+    fresh.learn(384, log2, tmp_path, checkpoint_every=10**6)  # one more rollout from the saved step
+    assert fresh.num_timesteps == 384 and fresh.updates == 3
+
+
+def test_nan_is_rolled_back_and_never_saved(tmp_path, capsys) -> None:
+    agent, log, _ = build(tmp_path, config())
+    agent.learn(128, log, tmp_path, checkpoint_every=64)
+    with torch.no_grad():
+        agent.net.core.encoder.pool.weight[0, 0] = float("nan")  # a diverged update
+    with pytest.raises(ValueError, match="non-finite"):
+        agent.save(tmp_path)
+    agent.learn(384, log, tmp_path, checkpoint_every=64)
+    assert agent.rollbacks == 1
+    assert "rolled back" in capsys.readouterr().out
+    assert checkpoint.all_finite(agent.net)
+    state = checkpoint.load(tmp_path / "checkpoint.pt")
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert state["rollbacks"] == 1 and log.values["train/rollbacks"][-1] == 1
+
+
+def test_nan_loss_is_rolled_back(tmp_path, monkeypatch) -> None:
+    agent, log, _ = build(tmp_path, config())
+    agent.learn(128, log, tmp_path, checkpoint_every=64)
+    before = {k: v.clone() for k, v in agent.net.state_dict().items()}
+    loss = WorldModel.loss
+
+    def nan_loss(self, h_act, batch):
+        total, logs, surprise = loss(self, h_act, batch)
+        return total * float("nan"), logs, surprise
+
+    monkeypatch.setattr(WorldModel, "loss", nan_loss)
+    agent.learn(256, log, tmp_path, checkpoint_every=64)
+    assert agent.rollbacks == 1
+    after = agent.net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # back to the last checkpoint
+
+
+def test_ablation_has_no_world_model_and_no_shield(tmp_path, monkeypatch) -> None:
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the ablation computed a world-model loss")
+
+    monkeypatch.setattr(WorldModel, "loss", forbidden)
+    agent, log, _ = build(tmp_path, config("ablation"))
+    assert agent.wm is None and not agent.shield_on
+    agent.learn(256, log, tmp_path, checkpoint_every=10**6)
+    assert "train/policy_loss" in log.values
+    assert not [tag for tag in log.values if tag.startswith(("world_model/", "shield/"))]
+
+
+def test_tensorboard_has_scalars_and_predicted_vs_actual(trained) -> None:
+    _, _, run_dir = trained
+    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    tags = events.Tags()
+    expected = {
+        *(
+            f"train/{k}"
+            for k in (
+                "policy_loss",
+                "value_loss",
+                "entropy",
+                "approx_kl",
+                "clip_fraction",
+                "explained_variance",
+                "learning_rate",
+                "rollbacks",
+            )
+        ),
+        *(
+            f"world_model/{k}"
+            for k in (
+                "exact",
+                "acc_token",
+                "acc_obs",
+                "reward",
+                "termination",
+                "catastrophe",
+                "latent",
+                "total",
+                "surprise_mean",
+            )
+        ),
+        "rollout/return",
+        "time/steps_per_s",
+    }
+    assert expected <= set(tags["scalars"]), expected - set(tags["scalars"])
+    assert "world_model/predicted_vs_actual" in tags["images"]
+    image = events.Images("world_model/predicted_vs_actual")[-1]
+    assert image.width > 2 * image.height  # two panels side by side
+
+
+@pytest.mark.parametrize(
+    ("env_id", "num_envs", "kwargs"),
+    [
+        (CLIFF, 1, {}),
+        ("MiniGrid-Empty-5x5-v0", 2, {}),  # Dict observation, mission dropped
+        ("devlearn/Inbox-v0", 2, {"num_emails": 10}),  # text
+    ],
+)
+def test_trains_on_other_envs(tmp_path, env_id, num_envs, kwargs) -> None:
+    cfg = config(shield_tau=0.5)
+    agent, log, writer = build(tmp_path, cfg, env_id=env_id, num_envs=num_envs, **kwargs)
+    agent.learn(192, log, tmp_path, checkpoint_every=10**6)
+    writer.flush()
+    assert agent.num_timesteps >= 192 and np.isfinite(log.values["world_model/total"]).all()
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    kind = "tensors" if env_id == "devlearn/Inbox-v0" else "images"  # text is stored as a tensor summary
+    assert "world_model/predicted_vs_actual" in " ".join(events.Tags()[kind])
+    actions = agent.policy(False)(*first_batch(env_id, num_envs, **kwargs))
+    assert actions.shape == (num_envs,)
+
+
+def first_batch(env_id: str, num_envs: int, **kwargs: Any) -> tuple[Any, np.ndarray]:
+    wrappers = observation_wrappers("developmental", env_id, **kwargs)
+    env = make_vector_env(env_id, num_envs, wrappers=wrappers, **kwargs)
+    obs, _ = env.reset(seed=0)
+    env.close()
+    return obs, np.ones(num_envs, dtype=bool)
