@@ -48,6 +48,7 @@ from gymnasium.vector.utils import batch_space, concatenate, create_empty_array,
 from pettingzoo import ParallelEnv
 
 from devlearn.envs.actions import InvalidActionError
+from devlearn.envs.batched import add_episode_info
 
 LEARNER_PREFIX = "learner"
 
@@ -282,15 +283,14 @@ class ParallelVectorEnv(VectorEnv):
                     self._live[i] = False
             self._copy_done[c] = not self._live[slots].any()
 
-        done = terminated | truncated
-        if done.any():
-            info["episode"] = {
-                "r": np.where(done, self._episode_return, 0.0),
-                "l": np.where(done, self._episode_length, 0),
-                "cost": np.where(done, self._episode_cost, 0.0),
-                "catastrophe": done & self._episode_catastrophe,
-            }
-            info["_episode"] = done.copy()
+        add_episode_info(
+            info,
+            terminated | truncated,
+            self._episode_return,
+            self._episode_length,
+            self._episode_cost,
+            self._episode_catastrophe,
+        )
         return self._batch_obs(), reward, terminated, truncated, info
 
     def _check_actions(self, actions: Any) -> list[Any]:

@@ -29,6 +29,26 @@ from gymnasium.vector.utils import batch_space
 from devlearn.envs.actions import InvalidActionError
 
 
+def add_episode_info(
+    info: dict[str, Any],
+    done: np.ndarray,
+    ret: np.ndarray,
+    length: np.ndarray,
+    cost: np.ndarray,
+    catastrophe: np.ndarray,
+) -> None:
+    """Put the finished episodes' return ``r``, length ``l``, summed ``cost`` and ``catastrophe`` into
+    ``info["episode"]``, masked by ``info["_episode"]`` (nothing when no episode ended)."""
+    if done.any():
+        info["episode"] = {
+            "r": np.where(done, ret, 0.0),
+            "l": np.where(done, length, 0),
+            "cost": np.where(done, cost, 0.0),
+            "catastrophe": done & catastrophe,
+        }
+        info["_episode"] = done.copy()
+
+
 class BatchedEnv(VectorEnv):
     """Base class for a numpy twin of a single Gymnasium env (see the module docstring)."""
 
@@ -135,14 +155,14 @@ class BatchedEnv(VectorEnv):
             self._episode_catastrophe[stepping] |= cat
 
         done = terminated | truncated
-        if done.any():
-            info["episode"] = {
-                "r": np.where(done, self._episode_return, 0.0),
-                "l": np.where(done, self._episode_length, 0),
-                "cost": np.where(done, self._episode_cost, 0.0),
-                "catastrophe": done & self._episode_catastrophe,
-            }
-            info["_episode"] = done.copy()
+        add_episode_info(
+            info,
+            done,
+            self._episode_return,
+            self._episode_length,
+            self._episode_cost,
+            self._episode_catastrophe,
+        )
         self._needs_reset = done
         return self._observe(), reward, terminated, truncated, info
 

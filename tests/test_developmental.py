@@ -28,13 +28,7 @@ CLIFF = "devlearn/CliffEdge-v0"
 DIR_VEC = np.array([(1, 0), (0, 1), (-1, 0), (0, -1)])  # MiniGrid directions: east, south, west, north
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The CI machine has 2 shared cores: more intra-op threads than free cores slows torch ~50x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class RecordingLog(RunLog):

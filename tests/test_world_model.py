@@ -64,13 +64,7 @@ def build(obs_space: spaces.Space, act_space: spaces.Space, **wm_kwargs) -> tupl
     return core, WorldModel(core.cfg.d_model, core.encoder, act_space, WorldModelConfig(**wm_kwargs))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The CI machine has 2 shared cores: more intra-op threads than free cores slows torch ~50x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 GRID_SPACE = spaces.Box(0, 255, (5, 5, 3), np.uint8)
