@@ -23,6 +23,7 @@ from devlearn.vector import make_vector_env
 
 DEVLEARN = str(Path(sys.executable).parent / "devlearn")
 SMALL = [
+    "agent=ppo",
     "agent.n_steps=32",
     "agent.batch_size=64",
     "env.num_envs=4",
@@ -94,11 +95,13 @@ def test_resume_continues_at_the_saved_step(tmp_path):
     assert json.loads((run_dir / "results.json").read_text())["env_steps"] == 512
 
 
-def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
-    run_dir = tmp_path / "runs" / "cliff-ppo-seed0-killed"
-    args = [DEVLEARN, "train", *SMALL, "agent.total_timesteps=1000000", "checkpoint_every=256"]
+@pytest.mark.parametrize("agent", ["ppo", "developmental"])
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, agent):
+    run_dir = tmp_path / "runs" / f"cliff-{agent}-seed0-killed"
+    small = [a if a != "agent=ppo" else f"agent={agent}" for a in SMALL]
+    args = [DEVLEARN, "train", *small, "agent.total_timesteps=1000000", "checkpoint_every=256"]
     proc = subprocess.Popen([*args, f"hydra.run.dir={run_dir}"], cwd=tmp_path, stdout=subprocess.DEVNULL)
-    deadline = time.time() + 300
+    deadline = time.time() + 120
     while _saved_steps(run_dir) < 256 and time.time() < deadline:  # a periodic checkpoint, past the first
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
@@ -117,8 +120,11 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
 
 
 def _saved_steps(run_dir: Path) -> int:
+    """The step of the checkpoint on disk: SB3's zip, or the developmental agent's checkpoint.pt."""
     try:
+        if (run_dir / "checkpoint.pt").is_file():
+            return int(checkpoint.load(run_dir / "checkpoint.pt")["num_timesteps"])
         with zipfile.ZipFile(run_dir / "checkpoint.zip") as z:
             return int(json.loads(z.read("data"))["num_timesteps"])
-    except (FileNotFoundError, KeyError, zipfile.BadZipFile):
+    except (FileNotFoundError, KeyError, zipfile.BadZipFile, EOFError, RuntimeError):
         return 0
