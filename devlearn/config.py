@@ -139,6 +139,16 @@ def validate(cfg: Any) -> None:
         _positive(f"agent.{key}", cfg.agent[key])
     if not 0 < cfg.agent.gamma <= 1 or not 0 <= cfg.agent.gae_lambda <= 1:
         raise ConfigError("agent.gamma must be in (0, 1] and agent.gae_lambda in [0, 1].")
+    for key in ("d_model", "n_layers", "n_heads", "window"):
+        _positive(f"agent.core.{key}", cfg.agent.core[key])
+    if cfg.agent.core.d_model % cfg.agent.core.n_heads:
+        raise ConfigError(
+            f"agent.core.d_model={cfg.agent.core.d_model} must be divisible by agent.core.n_heads={cfg.agent.core.n_heads}."
+        )
+    _positive("agent.world_model.k", cfg.agent.world_model.k)
+    for key in ("world_model_coef", "shield_tau", "intrinsic_coef"):
+        if cfg.agent[key] < 0:
+            raise ConfigError(f"agent.{key}={cfg.agent[key]!r} must be >= 0.")
     if "split" in cfg.env.kwargs:
         _choice("env.kwargs.split", cfg.env.kwargs.split, SPLITS)
 

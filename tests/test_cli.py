@@ -108,6 +108,16 @@ def test_bad_value_names_the_allowed_values(tmp_path):
     assert "env.kwargs.split='test' is not allowed" in out.stderr and "train, heldout" in out.stderr
 
 
+def test_bad_agent_sizes_are_named(tmp_path):
+    out = run(["train", "agent.core.n_heads=3", *TINY], tmp_path, check=False)
+    assert (
+        out.returncode == 2
+        and "agent.core.d_model=64 must be divisible by agent.core.n_heads=3" in out.stderr
+    )
+    out = run(["train", "agent.core.window=0", *TINY], tmp_path, check=False)
+    assert out.returncode == 2 and "agent.core.window=0 must be > 0" in out.stderr
+
+
 def test_bad_env_choice_lists_the_options(tmp_path):
     out = run(["train", "env=clif"], tmp_path, check=False)
     assert out.returncode != 0
