@@ -39,7 +39,7 @@ from devlearn.agents.shield import ShieldMonitor, allowed_actions
 from devlearn.core import Core
 from devlearn.grid_image import write_predicted_vs_actual
 from devlearn.runlog import RunLog
-from devlearn.vector import EpisodeStats, _info_array
+from devlearn.vector import EpisodeStats, info_array
 from devlearn.world_model import WorldModel
 
 CHECKPOINT = "checkpoint.pt"
@@ -221,8 +221,8 @@ class DevelopmentalAgent:
                     actions = d.action.cpu().numpy()
                 obs, reward, terminated, truncated, info = self.env.step(actions)
                 # ParallelVectorEnv marks waiting agents and copy resets inactive: not real either
-                real = ~self._fake & _info_array(info, "active", True, self.num_envs).astype(bool)
-                fell = _info_array(info, "catastrophe", False, self.num_envs).astype(bool)
+                real = ~self._fake & info_array(info, "active", True, self.num_envs).astype(bool)
+                fell = info_array(info, "catastrophe", False, self.num_envs).astype(bool)
                 self._stats.update(reward, info, live=real)
                 done = (terminated | truncated) & real
                 finished += self._stats.pop(done)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from devlearn.vector import _info_array
+from devlearn.vector import info_array
 
 
 def allowed_actions(danger: Tensor, tau: float) -> Tensor:
@@ -65,7 +65,7 @@ class ShieldMonitor:
             _, _, _, _, info = twin.step(np.where(vetoed, choice, actions))
         finally:
             twin.close()
-        fell = _info_array(info, "catastrophe", False, len(vetoed)).astype(bool)
+        fell = info_array(info, "catastrophe", False, len(vetoed)).astype(bool)
         self._probed += int(vetoed.sum())
         self._hits += int((fell & vetoed).sum())
         self._probe_steps += 1

@@ -91,12 +91,12 @@ class EpisodeStats:
         agent waiting for its copy) are masked out too.
         """
         live = np.ones(len(reward), dtype=bool) if live is None else live
-        live = live & _info_array(info, "active", True, len(reward)).astype(bool)
+        live = live & info_array(info, "active", True, len(reward)).astype(bool)
         self.ret += np.where(live, reward, 0.0)
         self.length += live
-        self.cost += np.where(live, _info_array(info, "cost", 0.0, len(reward)), 0.0)
-        self.catastrophe |= live & _info_array(info, "catastrophe", False, len(reward)).astype(bool)
-        self.success |= live & _info_array(info, "success", False, len(reward)).astype(bool)
+        self.cost += np.where(live, info_array(info, "cost", 0.0, len(reward)), 0.0)
+        self.catastrophe |= live & info_array(info, "catastrophe", False, len(reward)).astype(bool)
+        self.success |= live & info_array(info, "success", False, len(reward)).astype(bool)
 
     def pop(self, done: np.ndarray) -> list[dict[str, float]]:
         """The finished episodes' figures, and a fresh start for those sub-envs."""
@@ -115,7 +115,7 @@ class EpisodeStats:
         return finished
 
 
-def _info_array(info: dict[str, Any], key: str, default: Any, n: int) -> np.ndarray:
+def info_array(info: dict[str, Any], key: str, default: Any, n: int) -> np.ndarray:
     """``info[key]`` as a length-``n`` array, ``default`` where a sub-env did not report it."""
     if key not in info:
         return np.full(n, default)

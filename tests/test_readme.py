@@ -54,8 +54,12 @@ def test_readme_train_commands_run(line, tmp_path):
     args = shrink(shlex.split(line)[1:])
     if "resume=true" in args:  # there must be a run to resume: make one, then resume it for more steps
         first = [a for a in args if a != "resume=true"]
-        subprocess.run([str(BIN / "devlearn"), *first], cwd=tmp_path, check=True, capture_output=True, timeout=600)
-        args = [a if not a.startswith("agent.total_timesteps=") else "agent.total_timesteps=512" for a in args]
+        subprocess.run(
+            [str(BIN / "devlearn"), *first], cwd=tmp_path, check=True, capture_output=True, timeout=600
+        )
+        args = [
+            a if not a.startswith("agent.total_timesteps=") else "agent.total_timesteps=512" for a in args
+        ]
     out = subprocess.run(
         [str(BIN / "devlearn"), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600
     )
