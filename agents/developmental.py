@@ -36,6 +36,7 @@ from torch.nn import functional as F
 from devlearn import checkpoint
 from devlearn.agents.rollout import Rollout, gae, to_device, tree_map
 from devlearn.agents.shield import ShieldMonitor, allowed_actions
+from devlearn.config import ConfigError
 from devlearn.core import Core
 from devlearn.grid_image import write_predicted_vs_actual
 from devlearn.runlog import RunLog
@@ -110,7 +111,7 @@ class DevelopmentalAgent:
                 "use agent=ppo for other action spaces."
             )
         if cfg.intrinsic_coef > 0 and cfg.world_model_coef <= 0:
-            raise ValueError(
+            raise ConfigError(
                 "agent.intrinsic_coef > 0 needs agent.world_model_coef > 0 (surprise comes from the world model)."
             )
         self.cfg, self.env, self.seed, self.writer = cfg, env, int(seed), writer

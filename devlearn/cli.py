@@ -76,12 +76,13 @@ def _eval(args: list[str]) -> None:
         raise ConfigError(
             f"devlearn eval takes run_dir=PATH [split=train|heldout] [episodes=N] [seed=S]; got {' '.join(args)!r}."
         )
-    results = evaluate_run(
-        Path(options["run_dir"]),
-        split=options.get("split", "heldout"),
-        episodes=int(options.get("episodes", 100)),
-        seed=int(options.get("seed", 12345)),
-    )
+    numbers = {}
+    for key, default in (("episodes", 100), ("seed", 12345)):
+        try:
+            numbers[key] = int(options.get(key, default))
+        except ValueError:
+            raise ConfigError(f"{key}={options[key]!r} must be an integer.") from None
+    results = evaluate_run(Path(options["run_dir"]), split=options.get("split", "heldout"), **numbers)
     print(json.dumps(results, indent=2) if "--json" in args else results["table"])
 
 

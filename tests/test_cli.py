@@ -61,6 +61,7 @@ def test_tensorboard_has_namespaced_scalars_and_a_rollout_video(cliff_run):
     ):
         assert tag in scalars
     assert "eval/heldout/catastrophe_rate" in scalars
+    assert "hparam/heldout/catastrophe_rate" in scalars and "hparam/training_catastrophes" in scalars
     assert "rollout/video" in events.Tags()["images"]
     gif = events.Images("rollout/video")[-1].encoded_image_string
     assert gif[:6] in (b"GIF87a", b"GIF89a")
@@ -91,6 +92,26 @@ def test_any_gymnasium_id_trains(tmp_path):
     run(["train", "env=gym", "env.id=MiniGrid-LavaGapS7-v0", *TINY], tmp_path)
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert set(json.loads((run_dir / "results.json").read_text())["eval"]) == {"train"}
+
+
+def test_text_env_logs_a_transcript(tmp_path):
+    run(["train", "env=inbox", "agent=ppo", "env.kwargs.num_emails=10", *TINY], tmp_path)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    events = EventAccumulator(str(run_dir / "tb"))
+    events.Reload()
+    assert "rollout/transcript/text_summary" in events.Tags()["tensors"]
+    transcript = events.Tensors("rollout/transcript/text_summary")[-1].tensor_proto.string_val[0].decode()
+    assert "INSTRUCTION" in transcript
+
+
+def test_intrinsic_reward_without_world_model_is_refused(tmp_path):
+    out = run(["train", "agent=ablation", "agent.intrinsic_coef=0.5", *TINY], tmp_path, check=False)
+    assert out.returncode == 2 and "intrinsic_coef > 0 needs agent.world_model_coef > 0" in out.stderr
+
+
+def test_eval_rejects_a_non_number(tmp_path):
+    out = run(["eval", f"run_dir={tmp_path}", "episodes=many"], tmp_path, check=False)
+    assert out.returncode == 2 and "episodes='many' must be an integer" in out.stderr
 
 
 def test_unknown_key_names_the_allowed_keys(tmp_path):

@@ -395,3 +395,18 @@ def first_batch(env_id: str, num_envs: int, **kwargs: Any) -> tuple[Any, np.ndar
     obs, _ = env.reset(seed=0)
     env.close()
     return obs, np.ones(num_envs, dtype=bool)
+
+
+def test_surprise_becomes_an_intrinsic_reward(tmp_path) -> None:
+    agent, log, _ = build(tmp_path, config(intrinsic_coef=0.5))
+    agent.learn(256, log, tmp_path, checkpoint_every=10**6)
+    surprise = log.values["world_model/intrinsic_surprise_mean"]
+    assert surprise and all(s > 0 for s in surprise)  # an untrained model is surprised, so rewards were added
+    plain, plain_log, _ = build(tmp_path / "plain", config())
+    plain.learn(256, plain_log, tmp_path / "plain", checkpoint_every=10**6)
+    assert "world_model/intrinsic_surprise_mean" not in plain_log.values
+
+
+def test_intrinsic_reward_needs_the_world_model(tmp_path) -> None:
+    with pytest.raises(Exception, match="intrinsic_coef > 0 needs agent.world_model_coef > 0"):
+        build(tmp_path, config("ablation", intrinsic_coef=0.5))
