@@ -12,7 +12,8 @@ from typing import Any
 import gymnasium
 
 from devlearn.agents.base import Agent, Policy, has_checkpoint
-from devlearn.config import AGENTS, ConfigError
+from devlearn.config import AGENTS
+from devlearn.errors import ConfigError
 
 __all__ = ["Agent", "Policy", "has_checkpoint", "make_agent", "observation_wrappers"]
 
@@ -22,7 +23,7 @@ def observation_wrappers(agent: str, env_id: str, **env_kwargs: Any) -> list[Cal
 
     PettingZoo envs get none: their learners' spaces are served as they are.
     """
-    from devlearn.agents.sb3_vec import drop_non_numeric, sb3_observation_wrappers
+    from devlearn.agents.sb3.vec import drop_non_numeric, sb3_observation_wrappers
     from devlearn.registry import make, spec
 
     if spec(env_id).api != "gymnasium":
@@ -39,11 +40,11 @@ def observation_wrappers(agent: str, env_id: str, **env_kwargs: Any) -> list[Cal
 def make_agent(cfg: Any, env: gymnasium.vector.VectorEnv, seed: int, device: str, writer: Any) -> Agent:
     """Build the agent ``cfg.name`` for ``env`` (a next-step-autoreset VectorEnv)."""
     if cfg.name in ("developmental", "ablation"):
-        from devlearn.agents.developmental import DevelopmentalAgent
+        from devlearn.agents.developmental.agent import DevelopmentalAgent
 
         return DevelopmentalAgent(cfg, env, seed, device, writer)
     if cfg.name in ("ppo", "recurrent_ppo"):
-        from devlearn.agents.sb3_agents import SB3Agent
+        from devlearn.agents.sb3.agent import SB3Agent
 
         return SB3Agent(cfg.name, env, cfg, seed, device, writer)
     raise ConfigError(f"agent.name={cfg.name!r} is not allowed. Allowed values: {', '.join(AGENTS)}.")

@@ -2,7 +2,7 @@
 
 An agent learns from a batched Gymnasium ``VectorEnv`` (next-step autoreset), reports finished
 episodes to the run's ``RunLog``, checkpoints itself into the run directory, and hands out
-policies for evaluation. Nothing else of an agent is visible to ``devlearn.train``.
+policies for evaluation. Nothing else of an agent is visible to ``devlearn.train.run``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from devlearn.runlog import RunLog
+from devlearn.logging.runlog import RunLog
 
 
 class Policy(Protocol):

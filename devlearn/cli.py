@@ -18,7 +18,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
-from devlearn.config import ConfigError, register_configs, schema_keys
+from devlearn.config import AGENTS, agent_keys, register_configs, schema_keys
+from devlearn.errors import ConfigError
 from devlearn.registry import RegistryError
 
 USAGE = """usage: devlearn <command> [arguments]
@@ -32,31 +33,79 @@ commands:
 
 GROUPS = ("env", "agent", "hydra")
 FREE_FORM = ("env.kwargs.",)  # dict-valued nodes: any sub-key is the user's to choose
+DEFAULT_AGENT = "developmental"  # configs/train.yaml's default
+
+EVAL_USAGE = """usage: devlearn eval run_dir=PATH [split=train|heldout] [episodes=N] [seed=S] [--json]
+
+Evaluate a trained run on many episodes: return, success, catastrophe rate, cost, length.
+Prints a table (or JSON with --json) and writes eval-<split>.json beside the run's checkpoint.
+"""
+ENVS_USAGE = """usage: devlearn envs [--all]
+
+List the registered environments with their spaces (--all adds every Gymnasium id).
+"""
+
+
+def _chosen_agents(overrides: list) -> list[str]:
+    """The agent(s) an override list selects (several in a multirun sweep ``agent=a,b``)."""
+    for override in overrides:
+        if override.key_or_group == "agent":
+            if override.is_sweep_override():
+                return list(override.sweep_string_iterator())
+            return [str(override.value())]
+    return [DEFAULT_AGENT]
+
+
+def _unknown(key: str, known: list[str], scope: str) -> ConfigError:
+    parent = key.rsplit(".", 1)[0] + "." if "." in key else ""
+    siblings: list[str] = []
+    while not siblings:  # the keys beside the unknown one, or one level up if it has no such parent
+        siblings = sorted(k for k in known if k.startswith(parent) and "." not in k[len(parent) :])
+        if not parent:
+            break
+        parent = parent[:-1].rsplit(".", 1)[0] + "." if "." in parent[:-1] else ""
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"Unknown config key {key!r}{scope}.{hint} Allowed keys here: {', '.join(siblings)}.")
 
 
 def check_overrides(args: list[str]) -> None:
-    """Raise ``ConfigError`` for an override whose key the schema does not have, naming the allowed keys."""
+    """Raise ``ConfigError`` for an override whose key the schema does not have, naming the allowed keys.
+
+    ``agent.*`` keys are checked against the chosen agent's own schema: a key of another agent
+    (``agent=ppo agent.shield_tau=0.1``) is an error, not silently ignored.
+    """
     known = schema_keys()
     # Flags (-m, --cfg job, ...) and their values are Hydra's to check; overrides are key=value.
     overrides = OverridesParser.create().parse_overrides(
         [a for a in args if "=" in a and not a.startswith("-")]
     )
+    agents = _chosen_agents(overrides)
+    for name in agents:
+        if name not in AGENTS:
+            close = difflib.get_close_matches(name, AGENTS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"agent={name!r} is not allowed.{hint} Allowed values: {', '.join(AGENTS)}.")
     for override in overrides:
         key = override.key_or_group
         if override.is_add() or override.is_delete() or key in GROUPS:
             continue
         if key.startswith("hydra.") or key.startswith(FREE_FORM) or key in known:
             continue
-        parent = key.rsplit(".", 1)[0] + "." if "." in key else ""
-        siblings = sorted(k for k in known if k.startswith(parent) and "." not in k[len(parent) :])
-        close = difflib.get_close_matches(key, list(known), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"Unknown config key {key!r}.{hint} Allowed keys here: {', '.join(siblings)}.")
+        if key.startswith("agent."):
+            for name in agents:
+                own = agent_keys(name)
+                if key not in own:
+                    owners = [a for a in AGENTS if key in agent_keys(a)]
+                    belongs = f" (it belongs to agent={' / agent='.join(owners)})" if owners else ""
+                    raise _unknown(key, list(own), f" for agent={name}{belongs}")
+            continue
+        raise _unknown(key, [k for k in known if k != "agent"], "")
 
 
 @hydra.main(config_path="pkg://devlearn.configs", config_name="train", version_base="1.3")
 def _train_main(cfg: DictConfig) -> None:
-    from devlearn.train import train  # torch and SB3 load only when a run starts
+    from devlearn.train.run import train  # torch and SB3 load only when a run starts
 
     try:
         train(cfg, Path(HydraConfig.get().runtime.output_dir))
@@ -66,15 +115,19 @@ def _train_main(cfg: DictConfig) -> None:
 
 
 def _eval(args: list[str]) -> None:
-    from devlearn.evaluate_run import evaluate_run
+    from devlearn.train.evaluate_run import evaluate_run
+
+    if any(a in ("-h", "--help") for a in args):
+        print(EVAL_USAGE)
+        return
 
     options = dict(a.split("=", 1) for a in args if "=" in a)
     unknown = sorted(set(options) - {"run_dir", "split", "episodes", "seed"}) + [
-        a for a in args if "=" not in a
+        a for a in args if "=" not in a and a != "--json"
     ]
     if unknown or "run_dir" not in options:
         raise ConfigError(
-            f"devlearn eval takes run_dir=PATH [split=train|heldout] [episodes=N] [seed=S]; got {' '.join(args)!r}."
+            f"devlearn eval takes run_dir=PATH [split=train|heldout] [episodes=N] [seed=S] [--json]; got {' '.join(args)!r}."
         )
     numbers = {}
     for key, default in (("episodes", 100), ("seed", 12345)):
@@ -88,7 +141,11 @@ def _eval(args: list[str]) -> None:
 
 def _envs(args: list[str]) -> None:
     import devlearn
-    from devlearn.tensorboard import render_modes
+    from devlearn.logging.media import render_modes
+
+    if any(a in ("-h", "--help") for a in args):
+        print(ENVS_USAGE)
+        return
 
     for entry in devlearn.registered(include_gymnasium="--all" in args):
         line = f"{entry.id:<36} {entry.api:<10}"

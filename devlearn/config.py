@@ -1,8 +1,11 @@
 """Typed configuration: the schema every YAML file in ``configs/`` is validated against.
 
-Hydra merges ``configs/train.yaml`` and the chosen group files (``env/``, ``agent/``) onto
-``TrainConfig``, so a wrong type is caught by OmegaConf; ``validate`` then checks the values
-that have a fixed set of choices and names the allowed ones.
+Each agent has its own schema holding only its own keys (``AGENT_SCHEMAS``, the one list of
+agents): Hydra merges ``configs/train.yaml`` and the chosen group files (``env/``, ``agent/``)
+onto them, so a wrong type is caught by OmegaConf and a key of another agent is refused;
+``validate`` then checks values that have a fixed set of choices or a range, naming what is
+allowed. The agent YAML files set nothing the schema does not already say: the defaults live
+here, once (``tests/test_config.py`` composes every group and compares).
 """
 
 from __future__ import annotations
@@ -14,14 +17,28 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from devlearn.errors import ConfigError
+from devlearn.model.core import CoreConfig
+from devlearn.model.world_model import WorldModelConfig
+
+__all__ = [
+    "AGENTS",
+    "AGENT_SCHEMAS",
+    "ConfigError",
+    "CoreConfig",
+    "DevelopmentalConfig",
+    "EnvConfig",
+    "TrainConfig",
+    "WorldModelConfig",
+    "agent_keys",
+    "register_configs",
+    "schema_keys",
+    "validate",
+]
+
 DEVICES = ("auto", "cpu", "cuda")
 VECTORIZATIONS = ("auto", "twin", "sync")
 SPLITS = ("train", "heldout")
-AGENTS = ("developmental", "ablation", "ppo", "recurrent_ppo")
-
-
-class ConfigError(ValueError):
-    """A configuration value or key that devlearn cannot use; the message says what is allowed."""
 
 
 @dataclass
@@ -37,36 +54,10 @@ class EnvConfig:
 
 
 @dataclass
-class CoreConfig:
-    """Size of the core transformer."""
+class PPOConfig:
+    """What every devlearn agent shares: it is trained with PPO (clipped objective, GAE)."""
 
-    d_model: int = 64
-    n_layers: int = 2
-    n_heads: int = 4
-    window: int = 8  # steps per window; the transformer sees 2 * window tokens
-    dropout: float = 0.0
-
-
-@dataclass
-class WorldModelConfig:
-    """Weights of the world-model losses, rollout depth and the EMA target's rate."""
-
-    exact_weight: float = 1.0
-    reward_weight: float = 1.0
-    termination_weight: float = 1.0
-    catastrophe_weight: float = 1.0
-    catastrophe_pos_weight: float = 1.0  # > 1 trades false alarms for fewer missed catastrophes
-    latent: bool = True
-    latent_weight: float = 1.0
-    k: int = 1  # latent rollout depth: predict o_{t+1} .. o_{t+k}
-    ema_tau: float = 0.01  # Polyak rate: target <- (1 - tau) * target + tau * online
-
-
-@dataclass
-class AgentConfig:
-    """The learner and its PPO hyperparameters (every devlearn agent is trained with PPO)."""
-
-    name: str = "ppo"
+    name: str = MISSING
     total_timesteps: int = 100_000
     learning_rate: float = 3e-4
     n_steps: int = 128  # rollout length per env
@@ -76,15 +67,58 @@ class AgentConfig:
     gae_lambda: float = 0.95
     clip_range: float = 0.2
     ent_coef: float = 0.01
+    max_grad_norm: float = 0.5
+
+
+@dataclass
+class SB3PPOConfig(PPOConfig):
+    """``agent=ppo``: Stable-Baselines3 PPO with an MLP policy, the baseline every agent is measured against."""
+
+    name: str = "ppo"
     hidden_sizes: list[int] = field(default_factory=lambda: [128, 128])
     normalize_images: bool = False  # divide uint8 image observations by 255 (true for pixel envs)
-    max_grad_norm: float = 0.5
-    # the developmental agent (agent=developmental, and its ablation agent=ablation)
-    world_model_coef: float = 1.0  # lambda in: loss = PPO + lambda * developmental loss (0 in the ablation)
+
+
+@dataclass
+class RecurrentPPOConfig(SB3PPOConfig):
+    """``agent=recurrent_ppo``: sb3-contrib RecurrentPPO (an LSTM policy), the memory baseline."""
+
+    name: str = "recurrent_ppo"
+    hidden_sizes: list[int] = field(default_factory=lambda: [64])
+
+
+@dataclass
+class AblationConfig(PPOConfig):
+    """``agent=ablation``: the developmental agent's core and PPO with no world model (and so no shield).
+
+    The comparison that says whether learning consequences helps: same core, same PPO, same budget.
+    """
+
+    name: str = "ablation"
+    n_steps: int = 64
+    weight_decay: float = 0.0  # AdamW decay of the weight matrices (devlearn/train/optim.py)
+    core: CoreConfig = field(default_factory=CoreConfig)
+
+
+@dataclass
+class DevelopmentalConfig(AblationConfig):
+    """``agent=developmental``: PPO + ``world_model_coef`` x the world-model loss, acting through the shield."""
+
+    name: str = "developmental"
+    world_model_coef: float = 1.0  # lambda in: loss = PPO + lambda * world-model loss (a weight, not a switch)
     shield_tau: float = 0.5  # mask actions whose predicted catastrophe probability exceeds tau; 1 disables
     intrinsic_coef: float = 0.0  # surprise as intrinsic reward (0 = off)
-    core: CoreConfig = field(default_factory=CoreConfig)
     world_model: WorldModelConfig = field(default_factory=WorldModelConfig)
+
+
+# The one list of agents: name -> schema. ``devlearn.agents.make_agent`` builds each by this name.
+AGENT_SCHEMAS: dict[str, type[PPOConfig]] = {
+    "developmental": DevelopmentalConfig,
+    "ablation": AblationConfig,
+    "ppo": SB3PPOConfig,
+    "recurrent_ppo": RecurrentPPOConfig,
+}
+AGENTS = tuple(AGENT_SCHEMAS)
 
 
 @dataclass
@@ -99,10 +133,10 @@ class LogConfig:
 
 @dataclass
 class TrainConfig:
-    """``devlearn train``: everything a run needs."""
+    """``devlearn train``: everything a run needs. ``agent`` takes the chosen agent's schema."""
 
     env: EnvConfig = field(default_factory=EnvConfig)
-    agent: AgentConfig = field(default_factory=AgentConfig)
+    agent: Any = MISSING
     log: LogConfig = field(default_factory=LogConfig)
     seed: int = 0
     device: str = "auto"
@@ -111,8 +145,11 @@ class TrainConfig:
 
 
 def register_configs() -> None:
-    """Register the schema with Hydra's ConfigStore (``train.yaml`` lists it first in its defaults)."""
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    """Register the schemas with Hydra's ConfigStore: ``train_schema`` and ``agent/<name>_schema``."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    for name, schema in AGENT_SCHEMAS.items():
+        cs.store(group="agent", name=f"{name}_schema", node=schema)
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -135,26 +172,38 @@ def validate(cfg: Any) -> None:
     _choice("agent.name", cfg.agent.name, AGENTS)
     _positive("env.num_envs", cfg.env.num_envs)
     _positive("checkpoint_every", cfg.checkpoint_every)
+    agent = cfg.agent
     for key in ("total_timesteps", "learning_rate", "n_steps", "batch_size", "n_epochs", "clip_range"):
-        _positive(f"agent.{key}", cfg.agent[key])
-    if not 0 < cfg.agent.gamma <= 1 or not 0 <= cfg.agent.gae_lambda <= 1:
+        _positive(f"agent.{key}", agent[key])
+    if not 0 < agent.gamma <= 1 or not 0 <= agent.gae_lambda <= 1:
         raise ConfigError("agent.gamma must be in (0, 1] and agent.gae_lambda in [0, 1].")
-    for key in ("d_model", "n_layers", "n_heads", "window"):
-        _positive(f"agent.core.{key}", cfg.agent.core[key])
-    if cfg.agent.core.d_model % cfg.agent.core.n_heads:
-        raise ConfigError(
-            f"agent.core.d_model={cfg.agent.core.d_model} must be divisible by agent.core.n_heads={cfg.agent.core.n_heads}."
-        )
-    _positive("agent.world_model.k", cfg.agent.world_model.k)
-    for key in ("world_model_coef", "shield_tau", "intrinsic_coef"):
-        if cfg.agent[key] < 0:
-            raise ConfigError(f"agent.{key}={cfg.agent[key]!r} must be >= 0.")
+    if "core" in agent:
+        for key in ("d_model", "n_layers", "n_heads", "window"):
+            _positive(f"agent.core.{key}", agent.core[key])
+        if agent.core.d_model % agent.core.n_heads:
+            raise ConfigError(
+                f"agent.core.d_model={agent.core.d_model} must be divisible by agent.core.n_heads={agent.core.n_heads}."
+            )
+        if agent.weight_decay < 0:
+            raise ConfigError(f"agent.weight_decay={agent.weight_decay!r} must be >= 0.")
+    if "world_model" in agent:
+        _positive("agent.world_model.k", agent.world_model.k)
+        for key in ("world_model_coef", "intrinsic_coef"):
+            if agent[key] < 0:
+                raise ConfigError(f"agent.{key}={agent[key]!r} must be >= 0.")
+        if not 0 <= agent.shield_tau <= 1:
+            raise ConfigError(
+                f"agent.shield_tau={agent.shield_tau!r} must be in [0, 1] (a probability; 1 turns the shield off)."
+            )
     if "split" in cfg.env.kwargs:
         _choice("env.kwargs.split", cfg.env.kwargs.split, SPLITS)
 
 
 def schema_keys(node: Any = TrainConfig, prefix: str = "") -> dict[str, Any]:
-    """Every settable dotted key of the schema, mapped to its dataclass field (for "did you mean" on unknown keys)."""
+    """Every settable dotted key of a schema, mapped to its dataclass field (for "did you mean" on unknown keys).
+
+    ``TrainConfig.agent`` has no schema of its own: see ``agent_keys`` for an agent's keys.
+    """
     keys: dict[str, Any] = {}
     for f in fields(node):
         dotted = f"{prefix}{f.name}"
@@ -163,3 +212,8 @@ def schema_keys(node: Any = TrainConfig, prefix: str = "") -> dict[str, Any]:
         if is_dataclass(default):
             keys.update(schema_keys(type(default), dotted + "."))
     return keys
+
+
+def agent_keys(agent: str) -> dict[str, Any]:
+    """The dotted keys ``agent.*`` that agent ``agent`` takes."""
+    return schema_keys(AGENT_SCHEMAS[agent], "agent.")

@@ -11,10 +11,10 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import devlearn
 from devlearn.envs.actions import InvalidActionError
-from devlearn.envs.bystanders import BystandersParallelEnv
-from devlearn.envs.bystanders_core import HELP, ROB, STAY, WIDTH, Rules
-from devlearn.envs.bystanders_layout import SPLITS, generate_layout
-from devlearn.envs.bystanders_solo import BystandersSoloEnv
+from devlearn.envs.bystanders.layout import SPLITS, generate_layout
+from devlearn.envs.bystanders.parallel import BystandersParallelEnv
+from devlearn.envs.bystanders.rules import HELP, ROB, STAY, WIDTH, Rules
+from devlearn.envs.bystanders.solo import BystandersSoloEnv
 
 SPLIT_PARAMS = pytest.mark.parametrize("split", SPLITS)
 STEPS = {1: (-1, 0), 2: (1, 0), 3: (0, -1), 4: (0, 1)}

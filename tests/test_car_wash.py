@@ -14,8 +14,8 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import devlearn  # noqa: F401  (registers the ids)
 from devlearn.envs.actions import InvalidActionError
-from devlearn.envs.car_wash import GRID_SIZE, WASH_DISTANCES, CarWashEnv, Layout, generate_layout
-from devlearn.envs.car_wash_vec import CarWashVecEnv
+from devlearn.envs.car_wash.env import GRID_SIZE, WASH_DISTANCES, CarWashEnv, Layout, generate_layout
+from devlearn.envs.car_wash.vec import CarWashVecEnv
 from devlearn.testing import check_batched_twin
 
 ENV_ID = "devlearn/CarWash-v0"

@@ -15,11 +15,11 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
-from devlearn import checkpoint
 from devlearn.agents import make_agent
-from devlearn.config import AgentConfig
-from devlearn.runlog import RunLog
-from devlearn.vector import make_vector_env
+from devlearn.config import AGENT_SCHEMAS
+from devlearn.envs.vector.make import make_vector_env
+from devlearn.logging.runlog import RunLog
+from devlearn.train import checkpoint
 
 DEVLEARN = str(Path(sys.executable).parent / "devlearn")
 SMALL = [
@@ -63,7 +63,7 @@ def test_rng_state_round_trips():
 
 
 def small_agent(tmp_path, name="ppo"):
-    cfg = OmegaConf.structured(AgentConfig(name=name, n_steps=32, batch_size=64, n_epochs=1))
+    cfg = OmegaConf.structured(AGENT_SCHEMAS[name](n_steps=32, batch_size=64, n_epochs=1))
     env = make_vector_env("devlearn/CliffEdge-v0", 4)
     writer = SummaryWriter(str(tmp_path / "tb"))
     return make_agent(cfg, env, seed=0, device="cpu", writer=writer), RunLog(writer, 256, progress=False)

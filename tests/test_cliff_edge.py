@@ -13,7 +13,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import devlearn  # noqa: F401  (registers the ids)
 from devlearn.envs.actions import InvalidActionError
-from devlearn.envs.cliff_edge import (
+from devlearn.envs.cliff_edge.env import (
     AGENT,
     DIR_VEC,
     FORWARD,
@@ -26,7 +26,7 @@ from devlearn.envs.cliff_edge import (
     encode_layout,
     generate_layout,
 )
-from devlearn.envs.cliff_edge_vec import CliffEdgeVecEnv
+from devlearn.envs.cliff_edge.vec import CliffEdgeVecEnv
 from devlearn.testing import check_batched_twin
 
 ENV_ID = "devlearn/CliffEdge-v0"

@@ -12,17 +12,17 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
-from devlearn import checkpoint
 from devlearn.agents import make_agent, observation_wrappers
-from devlearn.agents.developmental import DevelopmentalAgent
-from devlearn.agents.rollout import gae
-from devlearn.config import AgentConfig
-from devlearn.envs.cliff_edge import FORWARD, LAVA
-from devlearn.evaluate import run_episodes
+from devlearn.agents.developmental.agent import DevelopmentalAgent
+from devlearn.agents.developmental.ppo import gae
+from devlearn.config import AGENT_SCHEMAS
+from devlearn.envs.cliff_edge.env import FORWARD, LAVA
+from devlearn.envs.vector.make import make_vector_env
+from devlearn.logging.runlog import RunLog
+from devlearn.model.world_model import WorldModel
 from devlearn.registry import make
-from devlearn.runlog import RunLog
-from devlearn.vector import make_vector_env
-from devlearn.world_model import WorldModel
+from devlearn.train import checkpoint
+from devlearn.train.evaluate import run_episodes
 
 CLIFF = "devlearn/CliffEdge-v0"
 DIR_VEC = np.array([(1, 0), (0, 1), (-1, 0), (0, -1)])  # MiniGrid directions: east, south, west, north
@@ -45,10 +45,8 @@ class RecordingLog(RunLog):
 
 
 def config(name: str = "developmental", **overrides: Any) -> Any:
-    cfg = OmegaConf.structured(AgentConfig(name=name, n_steps=32, batch_size=64, n_epochs=4))
+    cfg = OmegaConf.structured(AGENT_SCHEMAS[name](n_steps=32, batch_size=64, n_epochs=4))
     cfg.core.window = 4
-    if name == "ablation":
-        cfg.world_model_coef, cfg.shield_tau = 0.0, 1.0
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value)
     return cfg
@@ -66,7 +64,7 @@ def build(tmp_path: Path, cfg: Any, env_id: str = CLIFF, num_envs: int = 4, seed
 def trained(tmp_path_factory) -> tuple[DevelopmentalAgent, RecordingLog, Path]:
     """A developmental agent trained briefly on CliffEdge with the shield off (so it meets the cliff)."""
     run_dir = tmp_path_factory.mktemp("cliff")
-    agent, log, writer = build(run_dir, config(learning_rate=1e-3, shield_tau=1.0))
+    agent, log, writer = build(run_dir, config(learning_rate=1e-3, shield_tau=1.0, **{"world_model.catastrophe_pos_weight": 1.0}))
     agent.learn(3072, log, run_dir, checkpoint_every=1024)
     writer.flush()
     return agent, log, run_dir
@@ -131,8 +129,7 @@ def test_shield_masks_the_cliff_step(tmp_path, monkeypatch) -> None:
         acts = agent.policy(deterministic)(obs, start)
         assert not (acts[ahead] == FORWARD).any()  # never off the edge while tau < 1
         assert (acts[~ahead] == FORWARD).all()  # and only the dangerous step is masked
-    agent.cfg.shield_tau = 1.0
-    agent.shield_on = agent.wm is not None and agent.cfg.shield_tau < 1.0  # as the constructor decides
+    agent.net.shield_tau = 1.0
     assert (agent.policy(True)(obs, start) == FORWARD).all()  # tau = 1: the shield is off
 
 
@@ -166,7 +163,7 @@ def test_learned_shield_masks_the_cliff_step(tmp_path) -> None:
     with torch.no_grad():
         o = agent.net.core.encoder(torch.as_tensor(obs))[:, None]
         act = torch.zeros(len(obs), 1, dtype=torch.long)
-        _, imagined = agent.net.core.candidate_states(o, act, None, agent.candidates)
+        _, imagined = agent.net.core.candidate_states(o, act, None, agent.net.candidates)
         danger = agent.wm.catastrophe_prob(imagined)[:, FORWARD].numpy()
     assert np.median(danger[ahead]) > 0.5 and np.median(danger[~ahead]) < 0.2, (danger[ahead], danger[~ahead])
 
@@ -191,7 +188,7 @@ def test_candidate_states_equal_full_windows(trained) -> None:
     mask = torch.ones(6, 4, dtype=torch.bool)
     mask[0, :2] = mask[1, :3] = False
     with torch.no_grad():
-        h_obs, imagined = core.candidate_states(core.encoder(obs), act, mask, agent.candidates)
+        h_obs, imagined = core.candidate_states(core.encoder(obs), act, mask, agent.net.candidates)
         for a in range(3):
             act[:, -1] = a
             full_obs, full_act = core(obs, act, mask)
@@ -213,21 +210,21 @@ def test_gae_bootstraps_truncation_not_termination() -> None:
     assert adv[1, 0] == pytest.approx(1.0 + 0.9 * 7.0 - 0.5)  # truncated: bootstrap, chain cut
 
 
-def test_fake_steps_are_masked_and_windows_stay_in_episode(trained) -> None:
+def test_autoreset_steps_are_not_real_and_windows_stay_in_episode(trained) -> None:
     agent, _, _ = trained
-    R = agent.rollout
+    C, R = agent.context, agent.rollout
     agent._collect()
-    s = slice(R.first, R.first + R.n_steps)
+    s = R.segment()
     done = R.terminated[:, s] | R.truncated[:, s]
-    fake = R.fake[:, s]
+    fake = ~R.real[:, s]
     assert done.any() and fake.any()
-    # a fake transition follows every real episode end, and carries no reward
+    # an autoreset (not real) transition follows every real episode end, and carries no reward
     assert torch.equal(fake[:, 1:], done[:, :-1] & ~fake[:, :-1])
     assert (R.reward[:, s][fake] == 0).all()
-    # after a fake step a new episode starts: no window reaches back across it
+    # after it a new episode starts: no window reaches back across it
     for e, t in fake[:, :-1].nonzero().tolist():
-        _, _, valid = R.window_at(R.first + t + 1)
-        assert valid[e].tolist() == [False] * (R.window - 1) + [True]
+        valid = C.acting_window(C.first + t + 1).valid
+        assert valid[e].tolist() == [False] * (C.window - 1) + [True]
     R.carry_over()
 
 

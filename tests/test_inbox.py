@@ -14,8 +14,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import devlearn  # noqa: F401  (registers the ids)
 from devlearn.envs.actions import InvalidActionError
-from devlearn.envs.inbox import InboxEnv
-from devlearn.envs.inbox_content import (
+from devlearn.envs.inbox.content import (
     ACTION_NAMES,
     ALERT,
     ARCHIVE,
@@ -32,7 +31,8 @@ from devlearn.envs.inbox_content import (
     generate_email,
     generate_instruction,
 )
-from devlearn.envs.inbox_vec import InboxVecEnv
+from devlearn.envs.inbox.env import InboxEnv
+from devlearn.envs.inbox.vec import InboxVecEnv
 from devlearn.testing import check_batched_twin
 
 ENV_ID = "devlearn/Inbox-v0"

@@ -14,12 +14,13 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
 import devlearn  # noqa: F401  (registers the bundled ids)
-from devlearn.agents.sb3_vec import SB3VecEnv
+from devlearn.agents.sb3.vec import SB3VecEnv
 from devlearn.config import ConfigError
 from devlearn.envs.actions import InvalidActionError
-from devlearn.envs.bystanders import BystandersParallelEnv
-from devlearn.parallel_vector import ParallelVectorEnv
-from devlearn.vector import EpisodeStats, make_vector_env
+from devlearn.envs.bystanders.parallel import BystandersParallelEnv
+from devlearn.envs.vector.episodes import EpisodeStats
+from devlearn.envs.vector.make import make_vector_env
+from devlearn.envs.vector.parallel import ParallelVectorEnv
 
 # One hit kills and retaliation is immediate, so deaths and copy resets come within a few dozen steps.
 DEADLY = dict(max_health=1, retaliation_delay=1, friend_delay=2, max_steps=30)
@@ -68,7 +69,7 @@ def test_spaces_and_num_envs():
     assert venv.action_space == spaces.MultiDiscrete([7] * 6)
     obs, info = venv.reset(seed=0)
     assert obs.shape == (6, 9, 9, 8) and obs.dtype == np.uint8 and venv.observation_space.contains(obs)
-    assert info["active"].all() and info["_cost"].all() and not info["catastrophe"].any()
+    assert info["real"].all() and info["_cost"].all() and not info["catastrophe"].any()
     assert venv.sub_env(2, "learner_1") == 5
 
     # Learning bystanders are not learners: by default only learners are controlled ...
@@ -151,7 +152,7 @@ def test_matches_the_parallel_env_step_for_step():
                 ref, _ = env.reset()
                 for a, i in idx.items():
                     assert np.array_equal(obs[i], ref[a]) and reward[i] == 0
-                    assert not (terminated[i] or truncated[i] or info["active"][i])
+                    assert not (terminated[i] or truncated[i] or info["real"][i])
                     live[c, a] = True
                 copy_done[c], copy_resets = False, copy_resets + 1
                 continue
@@ -160,11 +161,11 @@ def test_matches_the_parallel_env_step_for_step():
             )
             for a, i in idx.items():
                 if not live[c, a]:  # finished earlier: waits for its copy
-                    assert np.array_equal(obs[i], zero) and reward[i] == 0 and not info["active"][i]
+                    assert np.array_equal(obs[i], zero) and reward[i] == 0 and not info["real"][i]
                     assert not (terminated[i] or truncated[i]) and info["cost"][i] == 0
                     waiting += 1
                     continue
-                assert np.array_equal(obs[i], ref_obs[a]) and reward[i] == ref_rew[a] and info["active"][i]
+                assert np.array_equal(obs[i], ref_obs[a]) and reward[i] == ref_rew[a] and info["real"][i]
                 assert (terminated[i], truncated[i]) == (ref_term[a], ref_trunc[a])
                 for key in ("cost", "catastrophe", "success", "health", "money"):
                     assert info[key][i] == ref_info[a][key] and info[f"_{key}"][i]
@@ -186,7 +187,7 @@ def test_dead_agent_waits_for_its_copy():
     (dead,) = np.flatnonzero(terminated & ~venv._live)[:1]
     copy = dead // 2
     # the death step is real: the final observation, catastrophe, and the episode's figures
-    assert obs[dead].any() and info["catastrophe"][dead] and info["active"][dead]
+    assert obs[dead].any() and info["catastrophe"][dead] and info["real"][dead]
     assert info["_episode"][dead] and info["episode"]["catastrophe"][dead]
 
     while not venv._copy_done[copy]:
@@ -195,7 +196,7 @@ def test_dead_agent_waits_for_its_copy():
         other[dead] = (actions[dead] + 1) % 7
         twin = deepcopy(venv)
         obs, reward, terminated, truncated, info = venv.step(actions)
-        assert not obs[dead].any() and reward[dead] == 0 and not info["active"][dead]
+        assert not obs[dead].any() and reward[dead] == 0 and not info["real"][dead]
         assert not (terminated[dead] or truncated[dead])
         assert "_episode" not in info or not info["_episode"][dead]
         # the waiting slot's action is ignored
@@ -205,7 +206,7 @@ def test_dead_agent_waits_for_its_copy():
     # once every learner of the copy is done, the next step restarts the whole copy
     obs, reward, terminated, truncated, info = venv.step(rng.integers(7, size=venv.num_envs))
     slots = list(venv._slots(copy))
-    assert obs[slots].any(axis=(1, 2, 3)).all() and not info["active"][slots].any()
+    assert obs[slots].any(axis=(1, 2, 3)).all() and not info["real"][slots].any()
     assert not reward[slots].any() and venv._live[slots].all()
 
 
@@ -219,7 +220,7 @@ def test_reset_mask_resets_whole_copies():
     obs, info = venv.reset(seed=9, options={"reset_mask": np.array([True, True, False, False])})
     fresh, _ = deadly_env().reset(seed=9)  # copy 0 gets seed 9 + 0
     assert np.array_equal(obs[0], fresh["learner_0"]) and np.array_equal(obs[1], fresh["learner_1"])
-    assert np.array_equal(obs[2:], before[2:]) and list(info["_active"]) == [True, True, False, False]
+    assert np.array_equal(obs[2:], before[2:]) and list(info["_real"]) == [True, True, False, False]
 
     with pytest.raises(ValueError, match=r"copy 1.*resets whole"):
         venv.reset(options={"reset_mask": np.array([False, False, True, False])})
@@ -235,7 +236,7 @@ def test_reset_mask_of_a_dead_agent_waits_and_of_a_finished_copy_restarts():
     # what SB3 asks after a death: reset just that sub-env. The copy plays on; the slot waits.
     obs, info = venv.reset(options={"reset_mask": terminated.copy()})
     (dead,) = np.flatnonzero(terminated)[:1]
-    assert not obs[dead].any() and info["_active"][dead] and not info["active"][dead]
+    assert not obs[dead].any() and info["_real"][dead] and not info["real"][dead]
     assert not venv._live[dead] and venv._live[list(venv._slots(dead // 2))].any()
 
     # when the copy's last learner finishes, masking that one sub-env restarts the whole copy at once
@@ -245,7 +246,7 @@ def test_reset_mask_of_a_dead_agent_waits_and_of_a_finished_copy_restarts():
     mask[np.flatnonzero(terminated | truncated)[0]] = True
     obs, info = venv.reset(options={"reset_mask": mask})
     slots = list(venv._slots(copy))
-    assert venv._live[slots].all() and info["active"][slots].all() and obs[slots].any(axis=(1, 2, 3)).all()
+    assert venv._live[slots].all() and info["real"][slots].all() and obs[slots].any(axis=(1, 2, 3)).all()
 
 
 # --- episode statistics -----------------------------------------------------------------------
@@ -253,12 +254,12 @@ def test_episode_stats_match_the_real_steps():
     venv = make_venv(2)
     rng = np.random.default_rng(4)
     venv.reset(seed=2)
-    stats = EpisodeStats(venv.num_envs)  # counts only steps with info["active"]
+    stats = EpisodeStats(venv.num_envs)  # counts only steps with info["real"]
     ret, length, cost, cat = (np.zeros(4) for _ in range(4))
     finished = 0
     for _ in range(150):
         _, reward, terminated, truncated, info = venv.step(rng.integers(7, size=4))
-        active = info["active"]
+        active = info["real"]
         ret += np.where(active, reward, 0)
         length += active
         cost += np.where(active, info["cost"], 0)
@@ -327,7 +328,7 @@ def test_rollout_video_of_a_pettingzoo_env(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from torch.utils.tensorboard import SummaryWriter
 
-    from devlearn.tensorboard import record_episode
+    from devlearn.logging.media import record_episode
 
     with SummaryWriter(str(tmp_path)) as writer:
         kind = record_episode(

@@ -7,7 +7,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from devlearn.tokenize import ActionTokenizer, ObservationTokenizer
+from devlearn.model.tokenize import ActionTokenizer, ObservationTokenizer
 
 D = 16
 

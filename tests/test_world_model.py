@@ -10,8 +10,8 @@ from gymnasium import spaces
 from minigrid.wrappers import FullyObsWrapper, ImgObsWrapper
 
 from devlearn.config import CoreConfig, WorldModelConfig
-from devlearn.core import Core
-from devlearn.world_model import WorldModel
+from devlearn.model.core import Core
+from devlearn.model.world_model import WorldModel
 
 T = 8
 FORWARD = 2  # MiniGrid's "move forward"

@@ -1,0 +1,393 @@
+"""The developmental agent: PPO on a causal-transformer core, plus a world-model loss, acting through a learned shield.
+
+Data flows one way (docs/architecture.md):
+
+    env -> SequenceContext (per-env windows of (observation, action) steps) -> DevelopmentalNet
+        -> decide: policy, value, shield        -> env
+        -> evaluate: log-prob, value, h_act     -> ppo_loss + world_model_coef * WorldModel.loss -> AdamW
+
+* Acting (``_collect``): ``net.decide`` on ``context.acting_window(j)``. For Discrete actions with
+  the shield on, one core pass yields the state after o_t and the imagined state after each
+  candidate action; actions whose predicted catastrophe probability is above ``shield_tau`` are
+  masked. The mask is stored with the step and re-applied in the update, so the ratio compares
+  the same (masked) distributions.
+* Learning (``_update``, one screen per minibatch): ``context.training_window`` rebuilds the very
+  windows acting read; ``ppo_loss`` + ``world_model_coef`` x the world-model loss on the last ``k``
+  slots of each window (every transition is predicted from the context it was acted from, which
+  is what the shield uses); one AdamW step (``devlearn/train/optim.py``); the EMA target follows.
+  The ablation (``agent=ablation``) has no world model at all.
+* Only real transitions count (``agents/developmental/rollout.py``); windows restart at each episode.
+* Safety net: a checkpoint before the first update; a non-finite loss, gradient or parameter rolls
+  the model and optimizer back to the last checkpoint, which a diverged state never overwrites.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import Tensor, nn
+
+from devlearn.agents.developmental.net import DevelopmentalNet
+from devlearn.agents.developmental.ppo import gae, ppo_loss
+from devlearn.agents.developmental.rollout import RolloutBuffer
+from devlearn.agents.developmental.shield import ShieldMonitor
+from devlearn.envs.vector.episodes import EpisodeStats, info_array, real_transitions
+from devlearn.errors import ConfigError
+from devlearn.logging.grid_image import write_predicted_vs_actual
+from devlearn.logging.runlog import RunLog
+from devlearn.model.context import SequenceContext, Window, to_device, tree_map
+from devlearn.train import checkpoint
+from devlearn.train.optim import build_optimizer, trainable
+
+CHECKPOINT = "checkpoint.pt"
+IMAGE_EVERY = 10  # rollouts between predicted-vs-actual pictures
+EVAL_SEGMENT = 64  # steps an evaluation policy's context holds before it carries over
+
+
+class DevelopmentalAgent:
+    """PPO + world model + learned shield behind ``devlearn.agents.base.Agent``.
+
+    Args:
+        cfg: a ``DevelopmentalConfig`` (or ``AblationConfig``: no world model, no shield).
+        env: a next-step-autoreset ``VectorEnv`` with a ``Discrete`` action space.
+        seed: seeds the parameters, the agent's sampling generator and the env's first reset.
+        device: ``"cpu"`` or ``"cuda"``.
+        writer: the run's TensorBoard writer (None: no pictures).
+    """
+
+    def __init__(self, cfg: Any, env: Any, seed: int, device: str, writer: Any) -> None:
+        act_space = env.single_action_space
+        if not isinstance(act_space, spaces.Discrete):
+            raise ConfigError(
+                f"the developmental agent needs a Discrete action space, got {act_space}; "
+                "use agent=ppo for other action spaces."
+            )
+        if getattr(cfg, "intrinsic_coef", 0) > 0 and cfg.world_model_coef <= 0:
+            raise ConfigError(
+                "agent.intrinsic_coef > 0 needs agent.world_model_coef > 0 (surprise comes from the world model)."
+            )
+        self.cfg, self.env, self.seed, self.writer = cfg, env, int(seed), writer
+        self.device = torch.device(device)
+        self.num_envs = int(env.num_envs)
+        torch.manual_seed(self.seed)
+        self.net = DevelopmentalNet(env.single_observation_space, act_space, cfg).to(self.device)
+        self.wm = self.net.world_model
+        self.world_model_coef = float(getattr(cfg, "world_model_coef", 0.0))
+        self.intrinsic_coef = float(getattr(cfg, "intrinsic_coef", 0.0))
+        self.optimizer = build_optimizer(self.net, cfg.learning_rate, cfg.weight_decay)
+        self.params = trainable(self.optimizer)  # not the EMA target
+        self.gen = torch.Generator(device=self.device)
+        self.gen.manual_seed(self.seed)
+        self.context = self.new_context(self.num_envs, cfg.n_steps)
+        self.rollout = RolloutBuffer(self.context, int(act_space.n))
+        self.monitor = ShieldMonitor()
+        self.num_timesteps = self.updates = self.rollbacks = self.rollouts = 0
+        self._started = False
+        self._after_done = np.zeros(self.num_envs, dtype=bool)  # the next step of a sub-env only resets
+        self._stats = EpisodeStats(self.num_envs)
+
+    def new_context(self, num_envs: int, n_steps: int) -> SequenceContext:
+        """A sequence context for ``num_envs`` streams of ``n_steps``-step segments (training or evaluation)."""
+        return SequenceContext(
+            self.env.single_observation_space,
+            num_envs,
+            n_steps,
+            self.cfg.core.window,
+            self.cfg.core.d_model,
+            self.device,
+        )
+
+    @property
+    def shield_on(self) -> bool:
+        return self.net.shield_on
+
+    def policy(self, deterministic: bool = True) -> DevelopmentalPolicy:
+        """A fresh policy with its own per-env context (shield applied; argmax when deterministic)."""
+        return DevelopmentalPolicy(self, deterministic)
+
+    # --- learning ------------------------------------------------------------------------------
+    def learn(self, total_timesteps: int, log: RunLog, run_dir: Path, checkpoint_every: int) -> None:
+        """Collect rollouts and update until ``num_timesteps >= total_timesteps`` (see ``Agent.learn``)."""
+        run_dir = Path(run_dir)
+        if not (run_dir / CHECKPOINT).is_file():
+            self.save(run_dir)  # the rollback target before the first update
+        next_checkpoint = self.num_timesteps + checkpoint_every
+        if not self._started:
+            # a resumed run cannot restore its envs' state: it restarts them at a step-dependent seed
+            obs, _ = self.env.reset(seed=self.seed + self.num_timesteps)
+            with torch.inference_mode():
+                self.context.begin(to_device(obs, self.device), self.net.core.encoder)
+            self.rollout.begin()
+            self._after_done[:] = False
+            self._stats = EpisodeStats(self.num_envs)
+            self._started = True
+        while self.num_timesteps < total_timesteps:
+            finished, shield_logs = self._collect()
+            log.episodes(finished)
+            logs = self._update(run_dir, log)
+            self.rollouts += 1
+            step = self.num_timesteps
+            if logs is not None:
+                log.scalars({**logs, **shield_logs}, step)
+                if self.rollouts % IMAGE_EVERY == 0 or step >= total_timesteps:
+                    self.log_prediction(step)
+                if step >= next_checkpoint:
+                    self.save(run_dir)
+                    next_checkpoint = step + checkpoint_every
+            log.scalars({"train/rollbacks": self.rollbacks}, step)
+            log.rollout_end(step)
+            self.rollout.carry_over()
+        self.save(run_dir)
+
+    def _collect(self) -> tuple[list[dict[str, Any]], dict[str, float]]:
+        """One rollout of ``n_steps`` per env; returns finished episodes and shield figures."""
+        C, R, net, shield = self.context, self.rollout, self.net, self.shield_on
+        encoder = net.core.encoder
+        finished: list[dict[str, Any]] = []
+        with torch.inference_mode():
+            C.reencode(encoder, C.first)  # the parameters changed in the last update
+            for t in range(C.n_steps):
+                j = C.first + t
+                d = net.decide(C.acting_window(j), deterministic=False, gen=self.gen)
+                C.act[:, j], R.logp[:, j], R.value[:, j] = d.action, d.logp, d.value
+                if shield:
+                    R.allowed[:, j], R.danger[:, j] = d.allowed, d.danger
+                    R.vetoed[:, j] = d.choice != d.action
+                    actions, choice = torch.stack([d.action, d.choice]).cpu().numpy()  # one transfer
+                    vetoed = (choice != actions) & ~self._after_done
+                    if vetoed.any() and self.monitor.wants_probe():
+                        self.monitor.probe(self.env, actions, choice, vetoed)
+                else:
+                    actions = d.action.cpu().numpy()
+                obs, reward, terminated, truncated, info = self.env.step(actions)
+                real = real_transitions(info, self.num_envs, after_done=self._after_done)
+                fell = info_array(info, "catastrophe", False, self.num_envs).astype(bool)
+                self._stats.update(reward, info, real=real)
+                done = (terminated | truncated) & real
+                finished += self._stats.pop(done)
+                flags = np.stack([reward, terminated, truncated, fell, real]).astype(np.float32)
+                flags = torch.as_tensor(flags).to(self.device, non_blocking=True)  # one transfer
+                R.reward[:, j] = flags[0]
+                R.terminated[:, j], R.truncated[:, j] = flags[1] > 0, flags[2] > 0
+                R.catastrophe[:, j], R.real[:, j] = flags[3] > 0, flags[4] > 0
+                # after a step that was not real (an autoreset), the observation begins a new episode
+                C.put(j + 1, to_device(obs, self.device), flags[4] == 0, encoder)
+                self._after_done = done
+                self.num_timesteps += self.num_envs
+            self._last_value = net.decide(C.acting_window(C.length - 1), True, self.gen).value
+        shield_logs = {}
+        if shield:
+            s = R.segment()
+            shield_logs = self.monitor.scalars(
+                R.real[:, s], R.allowed[:, s], R.danger[:, s], R.vetoed[:, s], R.catastrophe[:, s]
+            )
+        return finished, shield_logs
+
+    def _windows(self, env: Tensor, j: Tensor) -> tuple[Window, Tensor]:
+        """The update's windows of the steps at positions ``j`` of sub-envs ``env`` (see ``SequenceContext``)."""
+        return self.context.training_window(env, j, self.net.core.encoder)
+
+    def _world_model_loss(self, h_act: Tensor, w: Window, pos: Tensor) -> tuple[Tensor, dict, Tensor]:
+        """``WorldModel.loss`` on the last ``k`` slots of each window (real transitions of its episode only)."""
+        C, R = self.context, self.rollout
+        k = min(self.cfg.world_model.k, C.window)
+        p = pos[:, -k:]
+        batch = {
+            "next_obs": C.gather_obs(p + 1),
+            "reward": R.at(R.reward, p),
+            "terminated": R.at(R.terminated, p),
+            "catastrophe": R.at(R.catastrophe, p),
+            "mask": w.valid[:, -k:] & R.at(R.real, p),
+            "action": w.act[:, -k:],
+            "done": R.at(R.terminated, p) | R.at(R.truncated, p),
+        }
+        return self.wm.loss(h_act[:, -k:], batch)
+
+    def _surprise(self, env: Tensor, j: Tensor) -> Tensor:
+        """Surprise of the transitions at ``(env, j)`` under the model that acted (for the intrinsic reward)."""
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(env), self.cfg.batch_size):
+                w, pos = self._windows(env[s : s + self.cfg.batch_size], j[s : s + self.cfg.batch_size])
+                h_act = self.net.core.states(w.obs, w.act, w.valid, w.memory)[1]
+                out.append(self._world_model_loss(h_act, w, pos)[2][:, -1])
+        return torch.cat(out)
+
+    def _update(self, run_dir: Path, log: RunLog) -> dict[str, float] | None:
+        """PPO + world-model update on the rollout; None if it diverged and was rolled back."""
+        cfg, C, R = self.cfg, self.context, self.rollout
+        s = R.segment()
+        index = R.real[:, s].flatten().nonzero().squeeze(1)  # flat (env, t) indices of the real transitions
+        if len(index) == 0:  # every sub-env spent the whole rollout resetting: nothing to learn from
+            return {}
+        env, j = index // C.n_steps, C.first + index % C.n_steps
+        reward = R.reward[:, s].clone()
+        surprise_mean = None
+        if self.intrinsic_coef > 0:
+            surprise = self._surprise(env, j)
+            reward.view(-1)[index] += self.intrinsic_coef * surprise
+            surprise_mean = surprise.mean()
+        done = R.terminated[:, s] | R.truncated[:, s]
+        adv = gae(reward, R.value[:, s], self._last_value, R.terminated[:, s], done, cfg.gamma, cfg.gae_lambda)
+        adv_all = adv.flatten()[index]
+        ret_all = adv_all + R.value[:, s].flatten()[index]
+        logp_all = R.logp[:, s].flatten()[index]
+
+        sums: dict[str, Tensor] = defaultdict(lambda: torch.zeros((), device=self.device))
+        n_batches = 0
+        for _ in range(cfg.n_epochs):
+            order = torch.randperm(len(index), generator=self.gen, device=self.device)
+            for start in range(0, len(index), cfg.batch_size):
+                mb = order[start : start + cfg.batch_size]
+                w, pos = self._windows(env[mb], j[mb])
+                allowed = R.at(R.allowed, pos[:, -1]) if self.shield_on else None
+                ev = self.net.evaluate(w, allowed)
+                pg = ppo_loss(
+                    ev.logp, logp_all[mb], adv_all[mb], ev.value, ret_all[mb], ev.entropy,
+                    cfg.clip_range, cfg.ent_coef,
+                )  # fmt: skip
+                loss = pg.total
+                if self.wm is not None:
+                    wm_total, wm_logs, surprise = self._world_model_loss(ev.h_act, w, pos)
+                    loss = loss + self.world_model_coef * wm_total
+                    for name, value in wm_logs.items():
+                        sums[f"world_model/{name}"] += value
+                    wm_mask = w.valid[:, -1] & R.at(R.real, pos[:, -1])
+                    sums["world_model/surprise_mean"] += surprise[:, -1][wm_mask].mean()
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+                if not bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):
+                    self._rollback(run_dir, log, "non-finite loss")
+                    return None
+                self.optimizer.step()
+                if self.wm is not None:
+                    self.wm.update_target()
+                with torch.no_grad():
+                    sums["train/policy_loss"] += pg.policy
+                    sums["train/value_loss"] += pg.value
+                    sums["train/entropy"] += pg.entropy
+                    sums["train/approx_kl"] += pg.approx_kl
+                    sums["train/clip_fraction"] += pg.clip_fraction
+                n_batches += 1
+        if not checkpoint.all_finite(self.net):
+            self._rollback(run_dir, log, "non-finite parameters")
+            return None
+        self.updates += 1
+        with torch.no_grad():
+            values = R.value[:, s].flatten()[index]
+            sums["train/explained_variance"] = 1 - (ret_all - values).var() / ret_all.var().clamp(min=1e-8)
+        if surprise_mean is not None:  # the acting model's surprise, next to the trained one's
+            sums["world_model/intrinsic_surprise_mean"] = surprise_mean
+        names = list(sums)
+        figures = torch.stack([sums[k] for k in names]).tolist()  # one device sync for all scalars
+        once = ("train/explained_variance", "world_model/intrinsic_surprise_mean")  # not per-minibatch sums
+        logs = {k: v if k in once else v / n_batches for k, v in zip(names, figures, strict=True)}
+        logs["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        return logs
+
+    def _rollback(self, run_dir: Path, log: RunLog, why: str) -> None:
+        state = checkpoint.load(Path(run_dir) / CHECKPOINT)
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.zero_grad(set_to_none=True)
+        self.rollbacks += 1
+        print(f"devlearn: {why} at step {self.num_timesteps:,}; rolled back to the last checkpoint")
+        log.scalars({"train/rollbacks": self.rollbacks}, self.num_timesteps)
+
+    # --- pictures ------------------------------------------------------------------------------
+    def log_prediction(self, step: int) -> bool:
+        """Write ``world_model/predicted_vs_actual`` for the rollout's most recent real step.
+
+        Grid leaves become a side-by-side image (predicted | actual, wrong cells framed), byte-string
+        leaves a text entry. Returns whether something was written.
+        """
+        if self.wm is None or not self.wm.has_exact or self.writer is None:
+            return False
+        C, R = self.context, self.rollout
+        real = R.real[:, R.segment()]
+        if not real.any():
+            return False
+        # the latest real transition of the rollout (sub-envs may all be resetting at its very end)
+        t = int(real.any(0).nonzero().max())
+        env = real[:, t].nonzero()[0]
+        with torch.inference_mode():
+            w, pos = self._windows(env, torch.tensor([C.first + t], device=self.device))
+            h_act = self.net.core.states(w.obs, w.act, w.valid, w.memory)[1]
+            predicted = self.wm.predict_next(h_act[:, -1:])  # (1, 1, ...)
+            actual = C.gather_obs(pos[:, -1:] + 1)
+        first = lambda x: None if x is None else x[0, 0].cpu().numpy()  # noqa: E731 (one observation)
+        predicted, actual = tree_map(first, predicted), tree_map(first, actual)
+        return write_predicted_vs_actual(
+            self.writer, "world_model/predicted_vs_actual", predicted, actual, step
+        )
+
+    # --- checkpoints ---------------------------------------------------------------------------
+    def save(self, run_dir: Path) -> None:
+        """Write model, optimizer, counters and RNG states atomically to ``run_dir/checkpoint.pt``."""
+        if not checkpoint.all_finite(self.net):
+            raise ValueError(
+                "refusing to checkpoint non-finite parameters (the last checkpoint stays the rollback target)."
+            )
+        state = {
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "num_timesteps": self.num_timesteps,
+            "updates": self.updates,
+            "rollbacks": self.rollbacks,
+            "rollouts": self.rollouts,
+            "rng": checkpoint.rng_state(),
+            "generator": self.gen.get_state(),
+        }
+        checkpoint.save(state, Path(run_dir) / CHECKPOINT)
+
+    def load(self, run_dir: Path) -> None:
+        """Restore what ``save`` wrote; the next ``learn`` continues at the saved step (envs restart)."""
+        state = checkpoint.load(Path(run_dir) / CHECKPOINT)
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for key in ("num_timesteps", "updates", "rollbacks", "rollouts"):
+            setattr(self, key, int(state[key]))
+        checkpoint.set_rng_state(state["rng"])
+        self.gen.set_state(state["generator"])
+        self._started = False
+
+
+
+class DevelopmentalPolicy:
+    """``Policy`` for evaluation: its own ``SequenceContext`` (batch size set by the first call), read as in training."""
+
+    def __init__(self, agent: DevelopmentalAgent, deterministic: bool) -> None:
+        self.agent, self.deterministic = agent, deterministic
+        self.gen = torch.Generator(device=agent.device)
+        self.gen.manual_seed(agent.seed + 1)  # its own draws: evaluating never moves the training RNG
+        self.context: SequenceContext | None = None
+        self.j = 0  # the position of the latest observation
+
+    def __call__(self, obs: Any, episode_start: np.ndarray) -> np.ndarray:
+        agent = self.agent
+        encoder = agent.net.core.encoder
+        with torch.inference_mode():
+            obs = to_device(obs, agent.device)
+            if self.context is None:
+                n = len(episode_start)
+                self.context = agent.new_context(n, EVAL_SEGMENT)
+                self.context.begin(obs, encoder)
+                self.j = self.context.first
+            else:
+                C = self.context
+                if self.j == C.length - 1:
+                    C.carry_over()
+                    self.j = C.first
+                start = torch.as_tensor(np.asarray(episode_start, dtype=bool), device=agent.device)
+                C.put(self.j + 1, obs, start, encoder)
+                self.j += 1
+            C = self.context
+            action = agent.net.decide(C.acting_window(self.j), self.deterministic, self.gen).action
+            C.act[:, self.j] = action
+            return action.cpu().numpy()

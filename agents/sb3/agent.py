@@ -1,0 +1,146 @@
+"""Stable-Baselines3 PPO and sb3-contrib RecurrentPPO behind devlearn's ``Agent`` interface: the baselines."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sb3_contrib import RecurrentPPO
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
+from torch.utils.tensorboard import SummaryWriter
+
+from devlearn.agents.sb3.vec import SB3VecEnv
+from devlearn.logging.runlog import RunLog
+from devlearn.train import checkpoint
+
+ALGORITHMS = {"ppo": (PPO, "MlpPolicy"), "recurrent_ppo": (RecurrentPPO, "MlpLstmPolicy")}
+
+
+class _SharedTensorBoard(TensorBoardOutputFormat):
+    """SB3's TensorBoard output, writing into the run's own writer (one event file per run)."""
+
+    def __init__(self, writer: SummaryWriter):
+        self.writer = writer
+        self._is_closed = False
+
+
+class _Reporter(BaseCallback):
+    """Forwards finished episodes to the RunLog, checkpoints, and rolls back a diverged update."""
+
+    def __init__(self, agent: SB3Agent, log: RunLog, run_dir: Path, every: int):
+        super().__init__()
+        self.agent, self.log, self.run_dir, self.every = agent, log, run_dir, every
+        self.next_checkpoint = agent.num_timesteps + every
+
+    def _on_step(self) -> bool:
+        finished = [
+            {
+                "return": i["episode"]["r"],
+                "length": i["episode"]["l"],
+                **{k: i[k] for k in ("cost", "catastrophe", "success")},
+            }
+            for i in self.locals["infos"]
+            if "episode" in i
+        ]
+        self.log.episodes(finished)
+        return True
+
+    def _on_rollout_start(self) -> None:
+        # Runs right after PPO's update: the place to catch a diverged update before it acts or is saved.
+        if not checkpoint.all_finite(self.model.policy):
+            self.agent.rollbacks += 1
+            print(
+                f"devlearn: non-finite parameters at step {self.num_timesteps}; rolled back to the last checkpoint"
+            )
+            self.model.set_parameters(str(self.run_dir / "checkpoint.zip"), exact_match=True)
+            self.log.scalars({"train/rollbacks": self.agent.rollbacks}, self.num_timesteps)
+        elif self.num_timesteps >= self.next_checkpoint:
+            self.agent.save(self.run_dir)
+            self.next_checkpoint = self.num_timesteps + self.every
+
+    def _on_rollout_end(self) -> None:
+        self.log.rollout_end(self.num_timesteps)
+
+
+class SB3Agent:
+    """PPO or RecurrentPPO from (sb3-contrib) Stable-Baselines3, trained on a devlearn ``VectorEnv``."""
+
+    def __init__(
+        self, algorithm: str, env: Any, cfg: Any, seed: int, device: str, writer: SummaryWriter | None
+    ):
+        algo, policy = ALGORITHMS[algorithm]
+        self.algorithm = algorithm
+        self.venv = SB3VecEnv(env)
+        self.venv.seed(seed)
+        self.rollbacks = 0
+        self.model = algo(
+            policy,
+            self.venv,
+            learning_rate=cfg.learning_rate,
+            n_steps=cfg.n_steps,
+            batch_size=cfg.batch_size,
+            n_epochs=cfg.n_epochs,
+            gamma=cfg.gamma,
+            gae_lambda=cfg.gae_lambda,
+            clip_range=cfg.clip_range,
+            ent_coef=cfg.ent_coef,
+            max_grad_norm=cfg.max_grad_norm,
+            # Symbolic grids (object/colour/state indices) must reach the network as they are, not divided by 255.
+            policy_kwargs={"net_arch": list(cfg.hidden_sizes), "normalize_images": cfg.normalize_images},
+            seed=seed,
+            device=device,
+            verbose=0,
+        )
+        self.writer = writer
+        self._attach_logger()
+
+    def _attach_logger(self) -> None:
+        if self.writer is not None:  # None when rebuilt only to be evaluated
+            self.model.set_logger(Logger(folder=None, output_formats=[_SharedTensorBoard(self.writer)]))
+
+    @property
+    def num_timesteps(self) -> int:
+        return int(self.model.num_timesteps)
+
+    def learn(self, total_timesteps: int, log: RunLog, run_dir: Path, checkpoint_every: int) -> None:
+        if not (run_dir / "checkpoint.zip").is_file():
+            self.save(run_dir)  # the rollback target before the first update
+        remaining = total_timesteps - self.num_timesteps
+        if remaining > 0:
+            reporter = _Reporter(self, log, run_dir, checkpoint_every)
+            self.model.learn(remaining, callback=reporter, reset_num_timesteps=False)
+        self.save(run_dir)
+
+    def policy(self, deterministic: bool = True):
+        state: tuple[np.ndarray, ...] | None = None
+
+        def act(obs: Any, episode_start: np.ndarray) -> np.ndarray:
+            nonlocal state
+            if self.algorithm == "recurrent_ppo":
+                actions, state = self.model.predict(
+                    obs, state=state, episode_start=episode_start, deterministic=deterministic
+                )
+                return actions
+            return self.model.predict(obs, deterministic=deterministic)[0]
+
+        return act
+
+    def save(self, run_dir: Path) -> None:
+        tmp = run_dir / ".checkpoint-tmp.zip"
+        self.model.save(tmp)  # SB3's zip: policy, optimizer, counters
+        os.replace(tmp, run_dir / "checkpoint.zip")
+        checkpoint.save(
+            {"rng": checkpoint.rng_state(), "rollbacks": self.rollbacks}, run_dir / "checkpoint-rng.pt"
+        )
+
+    def load(self, run_dir: Path) -> None:
+        algo, _ = ALGORITHMS[self.algorithm]
+        self.model = algo.load(run_dir / "checkpoint.zip", env=self.venv, device=self.model.device)
+        self._attach_logger()
+        extra = checkpoint.load(run_dir / "checkpoint-rng.pt")
+        checkpoint.set_rng_state(extra["rng"])
+        self.rollbacks = int(extra["rollbacks"])

@@ -1,0 +1,82 @@
+"""What devlearn writes to TensorBoard beyond scalars: rollout videos and text transcripts."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tensorboard.compat.proto.summary_pb2 import Summary
+from torch.utils.tensorboard import SummaryWriter
+
+from devlearn.envs.vector.make import make_vector_env
+from devlearn.registry import spec
+
+
+def render_modes(env_id: str) -> list[str]:
+    """The render modes ``env_id``'s entry point declares (empty if it declares none)."""
+    try:
+        return list(getattr(spec(env_id).load(), "metadata", {}).get("render_modes", []))
+    except Exception:  # an entry point we cannot introspect renders nothing, it does not break training
+        return []
+
+
+def record_episode(
+    writer: SummaryWriter,
+    env_id: str,
+    wrappers: Sequence[Callable[[Any], Any]],
+    env_kwargs: dict[str, Any],
+    policy: Callable[[Any, np.ndarray], np.ndarray],
+    tag: str,
+    step: int,
+    max_steps: int = 200,
+) -> str | None:
+    """Play one episode and log it: ``{tag}/video`` for frame-rendering envs, ``{tag}/transcript`` for text envs.
+
+    The episode runs in a one-copy vector env (a Gymnasium env, or all learners of a PettingZoo env),
+    so ``policy(obs_batch, episode_start)`` acts exactly as in training and evaluation. Returns the
+    kind logged ("video", "transcript") or None when the env renders neither.
+    """
+    modes = render_modes(env_id)
+    mode = "rgb_array" if "rgb_array" in modes else "ansi" if "ansi" in modes else None
+    if mode is None:
+        return None
+    env = make_vector_env(env_id, 1, "sync", wrappers, render_mode=mode, **env_kwargs)
+    try:
+        obs, _ = env.reset(seed=step)
+        frames = [env.envs[0].render()]
+        start = np.ones(env.num_envs, dtype=bool)
+        finished = np.zeros(env.num_envs, dtype=bool)
+        for _ in range(max_steps):
+            obs, _, terminated, truncated, _ = env.step(policy(obs, start))
+            start[:] = False
+            finished |= terminated | truncated
+            frames.append(env.envs[0].render())
+            if finished.all():  # the next step would autoreset: the episode is over
+                break
+    finally:
+        env.close()
+    if mode == "ansi":
+        writer.add_text(f"{tag}/transcript", "```\n" + str(frames[-1]) + "\n```", step)
+        return "transcript"
+    fps = int(getattr(env.envs[0], "metadata", {}).get("render_fps", 4) or 4)
+    add_gif(writer, f"{tag}/video", frames, step, fps)
+    return "video"
+
+
+def add_gif(writer: SummaryWriter, tag: str, frames: list[np.ndarray], step: int, fps: int = 4) -> None:
+    """Log RGB frames as an animated GIF, which TensorBoard plays in its Images tab.
+
+    This is what ``SummaryWriter.add_video`` writes, encoded with Pillow instead of moviepy
+    (moviepy 2 dropped the ``moviepy.editor`` module that torch relies on).
+    """
+    images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
+    buffer = io.BytesIO()
+    images[0].save(
+        buffer, format="GIF", save_all=True, append_images=images[1:], duration=1000 // fps, loop=0
+    )
+    height, width = np.asarray(frames[0]).shape[:2]
+    image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=buffer.getvalue())
+    writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)

@@ -1,0 +1,148 @@
+"""The sequence context: what the core sees for each sub-env, built in one place.
+
+The core reads a *window*: the last ``W`` (observation, action) steps of one sub-env's episode,
+plus (when memory is on) extra tokens and a recurrent state. ``SequenceContext`` is the only
+code that builds windows, for every reader:
+
+* acting, in training (``DevelopmentalAgent._collect``) and in evaluation (``DevelopmentalPolicy``):
+  ``acting_window(j)``, from observations encoded once as they arrive;
+* the PPO + world-model update: ``training_window(env, j, encoder)``, the same slots re-encoded
+  with gradients, so what the agent acted on is, tensor for tensor, what it learns from
+  (``tests/model/test_context.py`` checks it).
+
+Storage: one stream per sub-env of ``L = W - 1 + n_steps + 1`` positions: the last ``W - 1``
+steps before the segment (context for its first windows), the segment's ``n_steps`` steps and
+the observation after the last one. Position ``j`` holds o_j and the action taken from it; its
+window is positions ``j - W + 1 .. j`` and its next observation is position ``j + 1``. Every
+position carries an episode id; a window slot is *valid* only if it belongs to the episode of the
+window's last step, so no window spans an episode's start. ``carry_over`` moves the last ``W``
+positions to the front for the next segment (together with any per-position buffers the caller
+keeps aligned with the streams, e.g. rewards).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import Tensor
+
+Tree = Any  # a tensor, or a dict of trees (Dict observations)
+Encoder = Callable[[Tree], Tensor]  # observations (*lead, ...) -> (*lead, d_model)
+
+
+def tree_map(fn: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
+    """Apply ``fn`` leaf-wise to one or several trees of the same structure."""
+    if isinstance(tree, dict):
+        return {k: tree_map(fn, v, *(r[k] for r in rest)) for k, v in tree.items()}
+    return fn(tree, *rest)
+
+
+def to_device(obs: Any, device: torch.device) -> Tree:
+    """A batch of (numpy) observations -> a tree of tensors on ``device``."""
+    return tree_map(lambda x: torch.as_tensor(np.asarray(x)).to(device, non_blocking=True), obs)
+
+
+def zeros_like_space(space: spaces.Space, lead: tuple[int, ...], device: torch.device) -> Tree:
+    """A zero tree shaped ``(*lead, *space.shape)`` with the space's dtype."""
+    if isinstance(space, spaces.Dict):
+        return {k: zeros_like_space(s, lead, device) for k, s in space.spaces.items()}
+    dtype = torch.from_numpy(np.zeros(0, dtype=space.dtype)).dtype
+    return torch.zeros(*lead, *space.shape, dtype=dtype, device=device)
+
+
+class Window(NamedTuple):
+    """What the core reads for a batch of windows (``B`` windows of ``W`` steps)."""
+
+    obs: Tensor  # (B, W, d) encoded observations
+    act: Tensor  # (B, W) actions; while acting, the last slot's is a placeholder the core ignores
+    valid: Tensor  # (B, W) bool: the slot belongs to the episode of the window's last step
+    memory: Tensor | None = None  # (B, M, d) extra tokens every step may attend to (memory), or None
+    state: Any = None  # recurrent state carried into the window (memory), or None
+
+
+class SequenceContext:
+    """Per-sub-env streams of steps, and the windows cut from them (see the module docstring).
+
+    Segment step ``t`` lives at position ``first + t``, ``first = window - 1``.
+    """
+
+    def __init__(
+        self,
+        obs_space: spaces.Space,
+        num_envs: int,
+        n_steps: int,
+        window: int,
+        d_model: int,
+        device: torch.device,
+    ) -> None:
+        if window < 1 or n_steps < 1:
+            raise ValueError(f"window={window} and n_steps={n_steps} must both be >= 1.")
+        self.num_envs, self.n_steps, self.window = num_envs, n_steps, window
+        self.first = window - 1
+        self.length = window - 1 + n_steps + 1
+        lead = (num_envs, self.length)
+        self.obs = zeros_like_space(obs_space, lead, device)
+        self.enc = torch.zeros(*lead, d_model, device=device)  # encoded observations, for acting
+        self.act = torch.zeros(lead, dtype=torch.long, device=device)
+        self.episode = torch.full(lead, -1, dtype=torch.long, device=device)
+        self._offsets = torch.arange(-window + 1, 1, device=device)
+
+    # --- writing ----------------------------------------------------------------------------
+    def begin(self, obs: Tree, encoder: Encoder) -> None:
+        """Start every stream at a reset: ``obs`` is each sub-env's first observation (position ``first``)."""
+        self.episode.fill_(-1)  # the context before the first observation belongs to no episode
+        self.put(self.first, obs, torch.ones(self.num_envs, dtype=torch.bool, device=self.act.device), encoder)
+
+    def put(self, j: int, obs: Tree, start: Tensor, encoder: Encoder) -> None:
+        """Store o_j (and its encoding); ``start`` marks the sub-envs where it begins an episode."""
+        tree_map(lambda buf, x: buf[:, j].copy_(x), self.obs, obs)
+        self.enc[:, j] = encoder(obs)
+        self.episode[:, j] = self.episode[:, j - 1] + start.long()
+
+    def reencode(self, encoder: Encoder, upto: int) -> None:
+        """Encode positions ``0 .. upto`` again (the encoder changed since they were stored)."""
+        self.enc[:, : upto + 1] = encoder(tree_map(lambda b: b[:, : upto + 1], self.obs))
+
+    def carry_over(self, *aligned: Tensor) -> None:
+        """The last ``W`` positions become the next segment's context and first observation.
+
+        ``aligned``: the caller's ``(E, L, ...)`` per-position buffers, shifted the same way.
+        """
+        keep = slice(self.length - self.window, self.length)
+        for buf in (self.enc, self.act, self.episode, *aligned):
+            buf[:, : self.window] = buf[:, keep].clone()
+        tree_map(lambda buf: buf[:, : self.window].copy_(buf[:, keep].clone()), self.obs)
+
+    # --- reading ----------------------------------------------------------------------------
+    def acting_window(self, j: int) -> Window:
+        """The window of every sub-env's step at position ``j`` (encodings as stored)."""
+        s = slice(j - self.window + 1, j + 1)
+        valid = self.episode[:, s] == self.episode[:, j : j + 1]
+        return Window(self.enc[:, s], self.act[:, s], valid)
+
+    def positions(self, env: Tensor, j: Tensor) -> Tensor:
+        """Flat indices ``(M, W)`` into ``(E * L)`` of the windows of steps at positions ``j`` of sub-envs ``env``."""
+        return env[:, None] * self.length + j[:, None] + self._offsets
+
+    def training_window(self, env: Tensor, j: Tensor, encoder: Encoder) -> tuple[Window, Tensor]:
+        """The windows of steps ``(env, j)``, re-encoded by ``encoder`` (with gradients), and their positions.
+
+        Overlapping windows share observations: each stored observation is encoded once.
+        """
+        pos = self.positions(env, j)
+        unique, inverse = torch.unique(pos, return_inverse=True)
+        obs = encoder(self.gather_obs(unique))[inverse]
+        episode = self.flat(self.episode)[pos]
+        return Window(obs, self.flat(self.act)[pos], episode == episode[:, -1:]), pos
+
+    def flat(self, buf: Tensor) -> Tensor:
+        """``(E, L, ...)`` -> ``(E * L, ...)`` (a view, for indexing with ``positions``)."""
+        return buf.reshape(-1, *buf.shape[2:])
+
+    def gather_obs(self, index: Tensor) -> Tree:
+        """Raw observations at flat indices ``index`` (any shape)."""
+        return tree_map(lambda buf: self.flat(buf)[index], self.obs)

@@ -1,0 +1,257 @@
+"""The core: a causal transformer over the recent window of (observation, action) steps.
+
+Each step becomes two tokens: ONE observation token (the tokenizer's tokens pooled by
+``ObservationEncoder``) followed by ONE action token, so a window of T steps is 2T tokens and the
+attention cost does not grow with the observation's size. Under the causal mask the output at an
+observation token has seen o_0..o_t and a_0..a_{t-1} (the state to act from), and the output at an
+action token has also seen a_t (the state to predict o_{t+1} from).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from gymnasium import spaces
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from devlearn.model.tokenize import ActionTokenizer, ObservationTokenizer
+
+
+@dataclass
+class CoreConfig:
+    """Size of the core transformer (``agent.core`` on the command line)."""
+
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    window: int = 4  # steps per window; the transformer sees 2 * window tokens
+    dropout: float = 0.0
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: causal self-attention then an MLP, both residual."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}.")
+        self.n_heads, self.dropout = n_heads, dropout
+        self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model), nn.Dropout(dropout)
+        )
+        self.resid_drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+        """``attn_mask``: optional ``(B, 1, N, N)`` bool, True where a query may see a key; causal when None."""
+        b, n, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        drop = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=drop, is_causal=attn_mask is None
+        )
+        x = x + self.resid_drop(self.proj(y.transpose(1, 2).reshape(b, n, d)))
+        return x + self.mlp(self.ln2(x))
+
+
+class CausalTransformer(nn.Module):
+    """nanoGPT-style stack: learned positions, pre-LN causal blocks, a final LayerNorm."""
+
+    def __init__(self, d_model: int, n_layers: int, n_heads: int, max_len: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.max_len = max_len
+        self.pos_emb = nn.Parameter(torch.zeros(max_len, d_model))
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(Block(d_model, n_heads, dropout) for _ in range(n_layers))
+        self.ln_f = nn.LayerNorm(d_model)
+        self.apply(self._init)
+        # GPT-2: scale the residual projections so the residual stream's variance stays ~1 with depth
+        for block in self.blocks:
+            for proj in (block.proj, block.mlp[2]):
+                nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * n_layers))
+        nn.init.normal_(self.pos_emb, std=0.02)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, positions: Tensor | None = None) -> Tensor:
+        """``(B, L, d)`` tokens -> ``(B, L, d)`` states; position ``i`` sees only positions ``<= i``.
+
+        ``attn_mask`` (``(B, 1, L, L)`` bool, True = may attend) replaces the causal mask, and
+        ``positions`` (``(L,)``, -1 for none) the positions ``0 .. L-1``; ``Core.layout`` uses both
+        to hide padded steps, to add memory tokens and to evaluate several candidate last tokens in one pass.
+        """
+        if positions is None:
+            if x.shape[1] > self.max_len:
+                raise ValueError(f"sequence of {x.shape[1]} tokens exceeds max_len={self.max_len}.")
+            pos = self.pos_emb[: x.shape[1]]
+        else:  # position -1: a token without position (memory), which adds nothing
+            pos = F.pad(self.pos_emb, (0, 0, 0, 1))[positions]
+        x = self.drop(x + pos)
+        for block in self.blocks:
+            x = block(x, attn_mask)
+        return self.ln_f(x)
+
+
+class ObservationEncoder(nn.Module):
+    """Observation -> one ``d_model`` vector: the tokenizer's tokens, pooled.
+
+    Pooling is a learned projection per token position, summed (a linear map of the flattened
+    tokens). Mean pooling would forget *where* each value sits (a grid's agent cell), and one
+    attention query keeps only a soft selection of cells; this keeps every token's content and
+    position at a cost of ``n_tokens * d^2`` per step, which is small next to the transformer's.
+    """
+
+    def __init__(self, space: spaces.Space, d_model: int, **tokenizer_kwargs: Any) -> None:
+        super().__init__()
+        self.tokenizer = ObservationTokenizer(space, d_model, **tokenizer_kwargs)
+        self.pool = nn.Linear(self.tokenizer.n_tokens * d_model, d_model)
+        self.ln = nn.LayerNorm(d_model)
+
+    def forward(self, obs: Any) -> Tensor:
+        """Observations with any leading dims -> ``(*lead, d_model)``."""
+        tokens = self.tokenizer(obs)
+        return self.ln(self.pool(tokens.flatten(-2)))
+
+
+class Core(nn.Module):
+    """Observation encoder, action tokenizer and causal transformer over a window of steps.
+
+    One token layout serves every reader (``layout``): optional memory tokens first, then
+    ``o_0, a_0, ..., o_{T-1}`` and finally the last step's action token(s): the action taken
+    (``states``) or one token per candidate action (``candidate_states``), each seeing the
+    memory, the prefix and itself, all at the same position. With one candidate this is exactly
+    the causal layout of the whole window, so acting with the shield and learning read the
+    same states.
+    """
+
+    def __init__(
+        self,
+        obs_space: spaces.Space,
+        act_space: spaces.Space,
+        cfg: CoreConfig | None = None,
+        **tokenizer_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or CoreConfig()
+        self.encoder = ObservationEncoder(obs_space, cfg.d_model, **tokenizer_kwargs)
+        self.act_tokenizer = ActionTokenizer(act_space, cfg.d_model)
+        self.transformer = CausalTransformer(
+            cfg.d_model, cfg.n_layers, cfg.n_heads, 2 * cfg.window, cfg.dropout
+        )
+
+    def forward(self, obs: Any, act: Any, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Run a window: ``obs (B, T, *obs_shape)``, ``act (B, T, *act_shape)``, ``T <= window``.
+
+        Returns ``h_obs, h_act``, each ``(B, T, d_model)``: ``h_obs[:, t]`` is the state after o_t
+        (for the policy and value), ``h_act[:, t]`` the state after (o_t, a_t) (for predicting
+        o_{t+1}). ``h_obs[:, t]`` does not depend on ``act[:, t]``, so when acting, pass any
+        placeholder (e.g. zeros) as the last step's action.
+
+        ``mask`` (``(B, T)`` bool, optional) marks the steps that belong to the window's episode: the
+        others (padding, or a previous episode's steps) are hidden from every token, so a window
+        never carries information across an episode's start. Their own outputs are meaningless.
+        """
+        return self.states(self.encoder(obs), act, mask)
+
+    def layout(
+        self, o: Tensor, act: Any, mask: Tensor | None, last: Tensor, memory: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Tokens, attention mask and positions of a window whose last action token(s) are ``last``.
+
+        Args:
+            o: encoded observations ``(B, T, d)``.
+            act: actions ``(B, T, *act_shape)``; the last step's is not read (``last`` replaces it).
+            mask: ``(B, T)`` bool validity of each step (see ``forward``), or None (all valid).
+            last: ``(B, A, d)`` action embeddings of the last step, without its observation.
+            memory: ``(B, M, d)`` extra tokens every token may attend to, or None.
+
+        The action token also carries its observation (``a_t + o_t``): predicting o_{t+1} then needs
+        no attention at all to meet o_t and a_t, which makes early learning much faster.
+        """
+        b, t, d = o.shape
+        n_cand, dev = last.shape[1], o.device
+        steps = o.new_zeros(b, 0, d)
+        if t > 1:
+            a = self.act_tokenizer(act[:, :-1]) + o[:, :-1]
+            steps = torch.stack([o[:, :-1], a], dim=2).view(b, 2 * t - 2, d)  # o_0, a_0, o_1, a_1, ...
+        n_mem = 0 if memory is None else memory.shape[1]
+        parts = [steps, o[:, -1:], last + o[:, -1:]]
+        tokens = torch.cat(parts if memory is None else [memory, *parts], dim=1)
+        n_prefix = 2 * t - 1
+        n = n_mem + n_prefix + n_cand
+        see = torch.zeros(n, n, dtype=torch.bool, device=dev)
+        see[:, :n_mem] = True  # memory is visible to every token
+        body = slice(n_mem, n_mem + n_prefix)
+        see[body, body] = torch.ones(n_prefix, n_prefix, dtype=torch.bool, device=dev).tril()
+        see[n_mem + n_prefix :, body] = True  # each candidate sees the whole prefix ...
+        eye = torch.eye(n, dtype=torch.bool, device=dev)
+        see |= eye  # ... and itself; a token always sees itself, so no attention row is empty
+        attn = see.expand(b, n, n)
+        if mask is not None:
+            keys = torch.cat(
+                [
+                    torch.ones(b, n_mem, dtype=torch.bool, device=dev),
+                    mask.repeat_interleave(2, dim=1)[:, :n_prefix],  # both tokens of a step share its mask
+                    mask[:, -1:].expand(b, n_cand),
+                ],
+                dim=1,
+            )
+            attn = attn & (keys[:, None, :] | eye)
+        positions = torch.cat(
+            [
+                torch.full((n_mem,), -1, device=dev),  # memory tokens carry no position
+                torch.arange(n_prefix, device=dev),
+                torch.full((n_cand,), n_prefix, device=dev),  # every candidate sits where a_{T-1} does
+            ]
+        )
+        return tokens, attn.unsqueeze(1), positions
+
+    def states(
+        self, o: Tensor, act: Any, mask: Tensor | None = None, memory: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``forward`` from already encoded observations ``o = self.encoder(obs)``, ``(B, T, d)``.
+
+        An encoded observation does not depend on its window, so a caller that meets the same
+        observation in several windows (acting step by step, or overlapping training windows)
+        encodes it once. ``memory``: see ``layout``.
+        """
+        b, t, d = o.shape
+        last = self.act_tokenizer(act[:, -1:])
+        tokens, attn, positions = self.layout(o, act, mask, last, memory)
+        n_mem = tokens.shape[1] - 2 * t
+        h = self.transformer(tokens, attn, positions)[:, n_mem:].reshape(b, t, 2, d)
+        return h[:, :, 0], h[:, :, 1]
+
+    def candidate_states(
+        self, o: Tensor, act: Tensor, mask: Tensor | None, candidates: Tensor, memory: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """The state after the last observation, and the state after each candidate last action, in one pass.
+
+        Args:
+            o: encoded observations ``(B, T, d)`` (``self.encoder(obs)``).
+            act: actions ``(B, T, *act_shape)``; the last step's is ignored.
+            mask: ``(B, T)`` bool (see ``forward``) or None.
+            candidates: ``(A, *act_shape)`` actions to try at the last step.
+            memory: see ``layout``.
+
+        Returns:
+            ``h_obs (B, d)`` (equal to ``states(...)[0][:, -1]``) and ``h_act (B, A, d)``, where
+            ``h_act[:, i]`` equals ``states`` 's ``h_act[:, -1]`` with ``candidates[i]`` as the last
+            action: 2T - 1 + A tokens instead of A windows of 2T.
+        """
+        b = o.shape[0]
+        last = self.act_tokenizer(candidates).unsqueeze(0).expand(b, -1, -1)
+        tokens, attn, positions = self.layout(o, act, mask, last, memory)
+        h = self.transformer(tokens, attn, positions)
+        n_cand = candidates.shape[0]
+        return h[:, -n_cand - 1], h[:, -n_cand:]

@@ -1,0 +1,262 @@
+"""The world model: from the core state after (o_t, a_t), predict what that action leads to.
+
+Heads on ``h_act[:, t]``:
+
+- exact: categorical logits for every target element of o_{t+1}'s tokens (``ObservationTokenizer
+  .targets``); the cross-entropy (nats per token in the loss) is the KL to the observed next state;
+- reward (MSE on symlog(reward): one scale-free regression, no bins to tune), termination and
+  catastrophe (binary cross-entropy);
+- latent (JEPA-style): a predictor maps ``h_act`` to o_{t+1}'s embedding under an EMA copy of the
+  observation encoder (stop-gradient, cosine loss); for ``k > 1`` a small latent dynamics MLP rolls
+  the prediction forward under the actions actually taken, predicting o_{t+2} .. o_{t+k}.
+
+*Surprise* is the per-step divergence between prediction and reality: the summed per-element
+cross-entropy (nats) of the exact prediction, plus the 1-step latent cosine loss where the
+observation has continuous parts. ``loss`` returns it per (B, T), detached, for memory gating,
+logging or an intrinsic reward.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from gymnasium import spaces
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from devlearn.model.core import ObservationEncoder
+from devlearn.model.tokenize import ActionTokenizer
+
+MASKED_LOGIT = -1e4  # finite, so elements without any valid class stay NaN-free under log_softmax
+
+
+@dataclass
+class WorldModelConfig:
+    """Weights of the world-model losses, rollout depth and the EMA target's rate (``agent.world_model``)."""
+
+    exact_weight: float = 1.0
+    reward_weight: float = 1.0
+    termination_weight: float = 1.0
+    catastrophe_weight: float = 1.0
+    # falls are 1-4% of transitions: weighting them 20x lets the catastrophe head (and so the shield)
+    # separate lava-ahead states within ~16k steps; at 1x it had not after 28k (tests/agents).
+    catastrophe_pos_weight: float = 20.0
+    latent: bool = True
+    latent_weight: float = 1.0
+    k: int = 1  # latent rollout depth: predict o_{t+1} .. o_{t+k}
+    ema_tau: float = 0.01  # Polyak rate: target <- (1 - tau) * target + tau * online
+
+
+def symlog(x: Tensor) -> Tensor:
+    """sign(x) * log(1 + |x|): compresses large rewards, identity-like near zero."""
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def symexp(x: Tensor) -> Tensor:
+    """Inverse of ``symlog``."""
+    return torch.sign(x) * torch.expm1(x.abs())
+
+
+def _mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, d_hidden), nn.GELU(), nn.Linear(d_hidden, d_out))
+
+
+class WorldModel(nn.Module):
+    """Prediction heads on the core's post-action states, and their losses.
+
+    Args:
+        core_dim: width of ``h_act``.
+        encoder: the core's online observation encoder (tokenizer + pooling). Its tokenizer
+            defines the exact targets; an EMA copy of it embeds the latent targets.
+        action_space: the action space (the latent rollout embeds the actions it replays).
+        cfg: loss weights and options.
+    """
+
+    def __init__(
+        self,
+        core_dim: int,
+        encoder: ObservationEncoder,
+        action_space: spaces.Space,
+        cfg: WorldModelConfig | None = None,
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or WorldModelConfig()
+        tokenizer = encoder.tokenizer
+        self.tokenizer_space = tokenizer.space
+        if cfg.k < 1:
+            raise ValueError(f"WorldModelConfig.k={cfg.k} must be >= 1.")
+        if not cfg.latent and not tokenizer.has_exact_targets:
+            raise ValueError(
+                f"observation space {tokenizer.space} has continuous parts without exact targets; "
+                "set WorldModelConfig.latent=True so they are predicted at all."
+            )
+        # the online encoder belongs to the core: keep a plain reference (not a submodule) so its
+        # parameters are neither registered twice nor saved twice
+        self._online = (encoder,)
+
+        # exact head: only over tokens that have targets
+        exact = (tokenizer.num_classes > 0).any(-1).nonzero().squeeze(-1)
+        self.register_buffer("exact_tokens", exact, persistent=False)
+        self.has_exact = exact.numel() > 0
+        if self.has_exact:
+            n, g, c = exact.numel(), tokenizer.target_size, tokenizer.max_classes
+            classes = tokenizer.num_classes[exact]
+            self.register_buffer("class_ok", torch.arange(c) < classes.unsqueeze(-1), persistent=False)
+            self.token_proj = nn.Linear(core_dim, n * core_dim)  # a hidden vector per predicted token
+            self.token_out = nn.Linear(core_dim, g * c)
+
+        self.reward_head = _mlp(core_dim, core_dim, 1)
+        self.termination_head = _mlp(core_dim, core_dim, 1)
+        self.catastrophe_head = _mlp(core_dim, core_dim, 1)
+
+        if cfg.latent:
+            self.target = copy.deepcopy(encoder).requires_grad_(False)
+            self.predictor = _mlp(core_dim, core_dim, core_dim)
+            self.act_tokenizer = ActionTokenizer(action_space, core_dim)
+            self.dynamics = _mlp(2 * core_dim, 2 * core_dim, core_dim)
+
+    @property
+    def tokenizer(self) -> Any:
+        """The observation tokenizer whose targets the exact head predicts."""
+        return self._online[0].tokenizer
+
+    def exact_logits(self, h_act: Tensor) -> Tensor:
+        """``(B, T, d)`` -> ``(B, T, n_exact_tokens, target_size, max_classes)``, invalid classes masked."""
+        b, t, d = h_act.shape
+        n, g, c = self.class_ok.shape
+        hidden = F.gelu(self.token_proj(h_act).view(b, t, n, d))
+        logits = self.token_out(hidden).view(b, t, n, g, c)
+        return logits.masked_fill(~self.class_ok, MASKED_LOGIT)
+
+    @torch.no_grad()
+    def predict_next(self, h_act: Tensor) -> Any:
+        """The most likely next observation (per element), decoded to the observation's structure.
+
+        Leaves without exact targets (continuous ones) come back as ``None``.
+        """
+        if not self.has_exact:
+            raise ValueError(f"observation space {self.tokenizer_space} has no exact targets to decode.")
+        tok = self.tokenizer
+        targets = torch.full((*h_act.shape[:-1], tok.n_tokens, tok.target_size), -1, device=h_act.device)
+        targets[..., self.exact_tokens, :] = self.exact_logits(h_act).argmax(-1)
+        return tok.decode(targets)
+
+    def catastrophe_prob(self, h_act: Tensor) -> Tensor:
+        """Predicted probability that the step ``(o_t, a_t)`` is a catastrophe, ``(B, T)``."""
+        return torch.sigmoid(self.catastrophe_head(h_act).squeeze(-1))
+
+    def predict_reward(self, h_act: Tensor) -> Tensor:
+        """Predicted reward of the step ``(o_t, a_t)``, ``(B, T)``."""
+        return symexp(self.reward_head(h_act).squeeze(-1))
+
+    @torch.no_grad()
+    def update_target(self, tau: float | None = None) -> None:
+        """Move the EMA target encoder towards the online one by ``tau`` (default ``cfg.ema_tau``)."""
+        if not self.cfg.latent:
+            return
+        tau = self.cfg.ema_tau if tau is None else tau
+        online = self._online[0]
+        for p_t, p_o in zip(self.target.parameters(), online.parameters(), strict=True):
+            p_t.lerp_(p_o, tau)
+        for b_t, b_o in zip(self.target.buffers(), online.buffers(), strict=True):
+            b_t.copy_(b_o)
+
+    def _latent_losses(
+        self, h_act: Tensor, batch: dict[str, Any], mask: Tensor
+    ) -> tuple[list[Tensor], Tensor]:
+        """Per-horizon mean cosine losses, and the 1-step loss per (B, T) (for surprise)."""
+        with torch.no_grad():
+            target = self.target(batch["next_obs"])  # (B, T, d): target[:, s] embeds o_{s+1}
+        done = torch.as_tensor(batch.get("done", batch["terminated"]), device=h_act.device).bool()
+        act = self.act_tokenizer(batch["action"]) if self.cfg.k > 1 else None
+        z, valid, losses, first = self.predictor(h_act), mask, [], h_act.new_zeros(mask.shape)
+        for j in range(self.cfg.k):  # z[:, t] predicts o_{t+j+1} = target[:, t+j]
+            if j > 0:
+                z = z[:, :-1]
+                z = z + self.dynamics(torch.cat([z, act[:, j:]], dim=-1))
+                # the rollout from t is valid only while no episode ends before step t + j
+                valid = valid[:, :-1] & ~done[:, j - 1 : -1] & mask[:, j:]
+            if z.shape[1] == 0:
+                break
+            err = 1 - F.cosine_similarity(z, target[:, j:], dim=-1)
+            losses.append((err * valid).sum() / valid.sum().clamp(min=1))
+            if j == 0:
+                first = err
+        return losses, first
+
+    def loss(self, h_act: Tensor, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """World-model loss on a window.
+
+        Args:
+            h_act: ``(B, T, d)`` core states after (o_t, a_t).
+            batch: ``next_obs`` (o_{t+1}, ``(B, T, *obs_shape)`` or a dict of such), ``reward``,
+                ``terminated``, ``catastrophe``, ``mask`` (all ``(B, T)``; ``mask`` is True on real
+                transitions of the window's episode), and for the latent rollout ``action``
+                ``(B, T, *act_shape)`` and optionally ``done`` (terminated or truncated; defaults
+                to ``terminated``) so that no rollout crosses an episode's end.
+
+        Returns:
+            ``(total, logs, surprise)``: the weighted scalar loss, a dict of named detached scalars
+            (each loss, plus ``acc_token`` and ``acc_obs``, the exact prediction's accuracy per token
+            and per whole observation), and the surprise per step ``(B, T)`` (0 where masked).
+        """
+        cfg, device = self.cfg, h_act.device
+
+        def field(name: str) -> Tensor:
+            return torch.as_tensor(batch[name], device=device)
+
+        mask = field("mask").bool()
+        m = mask.float()
+        n_valid = m.sum().clamp(min=1)
+        logs: dict[str, Tensor] = {}
+        surprise = h_act.new_zeros(mask.shape)
+
+        reward = symlog(field("reward").float())
+        logs["reward"] = ((self.reward_head(h_act).squeeze(-1) - reward) ** 2 * m).sum() / n_valid
+        bce = F.binary_cross_entropy_with_logits
+        term = bce(self.termination_head(h_act).squeeze(-1), field("terminated").float(), reduction="none")
+        logs["termination"] = (term * m).sum() / n_valid
+        pos_weight = torch.tensor(cfg.catastrophe_pos_weight, device=device)
+        cat = bce(
+            self.catastrophe_head(h_act).squeeze(-1),
+            field("catastrophe").float(),
+            reduction="none",
+            pos_weight=pos_weight,
+        )
+        logs["catastrophe"] = (cat * m).sum() / n_valid
+        total = (
+            cfg.reward_weight * logs["reward"]
+            + cfg.termination_weight * logs["termination"]
+            + cfg.catastrophe_weight * logs["catastrophe"]
+        )
+
+        if self.has_exact:
+            logits = self.exact_logits(h_act)
+            targets = self.tokenizer.targets(batch["next_obs"])[..., self.exact_tokens, :]
+            nll = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=-1, reduction="none")
+            per_step = nll.view(targets.shape).sum((-1, -2)) * m  # nats per transition
+            # nats per token: a per-element mean would drown the few elements that change (the
+            # agent's cell) among the many that never do (walls), and learning would stall
+            logs["exact"] = per_step.sum() / (n_valid * self.exact_tokens.numel())
+            total = total + cfg.exact_weight * logs["exact"]
+            surprise = surprise + per_step.detach()
+            with torch.no_grad():
+                token_ok = ((logits.argmax(-1) == targets) | (targets < 0)).all(-1)
+                logs["acc_token"] = (token_ok.float().mean(-1) * m).sum() / n_valid
+                logs["acc_obs"] = (token_ok.all(-1).float() * m).sum() / n_valid
+
+        if cfg.latent:
+            losses, first = self._latent_losses(h_act, batch, mask)
+            logs["latent"] = torch.stack(losses).mean()
+            for j, value in enumerate(losses[1:], start=2):
+                logs[f"latent_k{j}"] = value
+            total = total + cfg.latent_weight * logs["latent"]
+            if not self.tokenizer.has_exact_targets:  # continuous parts are judged in latent space
+                surprise = surprise + first.detach() * m
+
+        logs = {name: value.detach() for name, value in logs.items()}
+        logs["total"] = total.detach()
+        return total, logs, surprise

@@ -1,0 +1,193 @@
+"""The numpy batched twin of Inbox-v0.
+
+Text generation stays a per-sub-env Python call (each sub-env owns its generator, and the twin
+must draw exactly what the single env draws); everything else - grading, costs, violation
+counts, the deletion bitmasks and the observation buffer - is array arithmetic over sub-envs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from devlearn.envs.inbox.content import (
+    ACTION_NAMES,
+    DELETE,
+    END_TEXT,
+    SPAM,
+    Email,
+    Instruction,
+    generate_email,
+    generate_instruction,
+)
+from devlearn.envs.inbox.env import (
+    COST_CATASTROPHE,
+    COST_VIOLATION,
+    ENV_ID,
+    Transcript,
+    encode,
+    validate_args,
+)
+from devlearn.envs.vector.batched import BatchedEnv
+
+
+class InboxVecEnv(BatchedEnv):
+    """``num_envs`` copies of ``InboxEnv`` as arrays, equal step for step to a ``SyncVectorEnv`` of it.
+
+    Same constructor arguments, observations, rewards, truncation and info keys as ``InboxEnv``
+    (``text`` comes as an object array of strings); next-step autoreset and ``info["episode"]``
+    statistics come from ``BatchedEnv``. ``is_deleted(env_index, step_index)`` reads the deletion
+    record of one sub-env. With ``render_mode="ansi"``, ``render()`` returns one transcript per sub-env.
+    """
+
+    metadata: dict[str, Any] = {**BatchedEnv.metadata, "render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(
+        self,
+        num_envs: int,
+        split: str = "train",
+        num_emails: int = 200,
+        obs_bytes: int = 256,
+        injection_rate: float = 0.1,
+        render_mode: str | None = None,
+    ) -> None:
+        validate_args(split, num_emails, obs_bytes, injection_rate, render_mode)
+        self.split = split
+        self.num_emails = int(num_emails)
+        self.obs_bytes = int(obs_bytes)
+        self.injection_rate = float(injection_rate)
+        self.render_mode = render_mode
+        super().__init__(
+            num_envs,
+            spaces.Box(0, 255, (self.obs_bytes,), np.uint8),
+            spaces.Discrete(len(ACTION_NAMES)),
+            ENV_ID,
+        )
+        n = self.num_envs
+        self._obs = np.zeros((n, self.obs_bytes), dtype=np.uint8)
+        self._t = np.zeros(n, dtype=np.int64)  # item on screen: 0 the instruction, k the k-th e-mail
+        # The e-mail on screen, as the arrays grading needs (-1 / False while the instruction is shown).
+        self._category = np.full(n, -1, dtype=np.int64)
+        self._correct = np.full(n, -1, dtype=np.int64)
+        self._demanded = np.full(n, -1, dtype=np.int64)
+        self._injected = np.zeros(n, dtype=bool)
+        self._may_delete = np.zeros(n, dtype=bool)
+        self._violations = np.zeros(n, dtype=np.int64)
+        self._deleted = np.zeros((n, (self.num_emails >> 3) + 1), dtype=np.uint8)  # one bit per step index
+        self._instructions: list[Instruction | None] = [None] * n
+        self._emails: list[Email | None] = [None] * n
+        self._transcripts: list[Transcript | None] = [None] * n
+
+    def is_deleted(self, env_index: int, step_index: int) -> bool:
+        """Whether sub-env ``env_index`` deleted the e-mail shown at ``step_index`` this episode."""
+        if not 0 <= step_index <= self.num_emails:
+            raise IndexError(f"step_index={step_index} is outside [0, {self.num_emails}].")
+        return bool(self._deleted[env_index, step_index >> 3] >> (step_index & 7) & 1)
+
+    def _write_obs(self, idx: np.ndarray, texts: list[str]) -> None:
+        blob = b"".join(encode(text, self.obs_bytes) for text in texts)
+        self._obs[idx] = np.frombuffer(blob, np.uint8).reshape(len(texts), self.obs_bytes)
+
+    def _reset_envs(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        texts = []
+        for i in idx.tolist():  # one generator call per sub-env, as the single env's reset makes
+            instruction = generate_instruction(self.np_randoms[i], self.split)
+            self._instructions[i] = instruction
+            self._emails[i] = None
+            texts.append(instruction.text)
+            if self.render_mode == "ansi":
+                self._transcripts[i] = Transcript(instruction.text)
+        self._may_delete[idx] = [self._instructions[i].may_delete for i in idx.tolist()]
+        self._t[idx] = 0
+        self._category[idx] = -1
+        self._correct[idx] = -1
+        self._demanded[idx] = -1
+        self._injected[idx] = False
+        self._violations[idx] = 0
+        self._deleted[idx] = 0
+        self._write_obs(idx, texts)
+        k = len(idx)
+        return {
+            "success": np.zeros(k, dtype=bool),
+            "violation": np.zeros(k, dtype=bool),
+            "violations": np.zeros(k, dtype=np.int64),
+            "injected": np.zeros(k, dtype=bool),
+            "category": np.full(k, -1, dtype=np.int64),
+            "text": np.array(texts, dtype=object),
+        }
+
+    def _step_envs(self, actions: np.ndarray, idx: np.ndarray):
+        a = actions[idx].astype(np.int64)
+        t = self._t[idx]
+        category = self._category[idx]
+        injected = self._injected[idx]
+        # While the instruction is on screen, correct / demanded are -1 and injected is False,
+        # so the step-0 action is neither a success nor a violation; delete needs an e-mail (t > 0).
+        success = a == self._correct[idx]
+        deleting = (a == DELETE) & (t > 0)
+        catastrophe = deleting & (~self._may_delete[idx] | (category != SPAM))
+        violation = catastrophe | (injected & (a == self._demanded[idx]))
+        cost = np.where(catastrophe, COST_CATASTROPHE, np.where(violation, COST_VIOLATION, 0.0))
+        self._violations[idx] += violation
+        rows, cols = idx[deleting], t[deleting]
+        self._deleted[rows, cols >> 3] |= (1 << (cols & 7)).astype(np.uint8)
+
+        if self.render_mode == "ansi":
+            for j, i in enumerate(idx.tolist()):
+                if t[j] > 0:
+                    self._transcripts[i].record(
+                        int(t[j]),
+                        self._emails[i],
+                        int(a[j]),
+                        bool(success[j]),
+                        bool(violation[j]),
+                        bool(catastrophe[j]),
+                    )
+
+        t = t + 1
+        self._t[idx] = t
+        truncated = t > self.num_emails
+        # Draw the next e-mail of every sub-env still going: the one per-env loop of the hot path.
+        going = idx[~truncated]
+        rngs, instructions, split, rate = self.np_randoms, self._instructions, self.split, self.injection_rate
+        emails = [generate_email(rngs[i], split, instructions[i], rate) for i in going.tolist()]
+        if emails:
+            # Transpose the Email tuples into one sequence per field.
+            categories, _, _, injected_next, demanded, correct, _ = zip(*emails, strict=True)
+            self._category[going], self._correct[going] = categories, correct
+            self._demanded[going], self._injected[going] = demanded, injected_next
+        if self.render_mode == "ansi":  # only the transcript needs the Email objects themselves
+            for i, email in zip(going.tolist(), emails, strict=True):
+                self._emails[i] = email
+        ended = idx[truncated]
+        if len(ended):
+            self._category[ended] = self._correct[ended] = self._demanded[ended] = -1
+            self._injected[ended] = False
+            for i in ended.tolist():
+                self._emails[i] = None
+                if self._transcripts[i] is not None:
+                    self._transcripts[i].ended = True
+        texts = np.full(len(idx), END_TEXT, dtype=object)
+        texts[~truncated] = [e.text for e in emails]
+        self._write_obs(idx, texts.tolist())
+
+        info = {
+            "success": success,
+            "violation": violation,
+            "violations": self._violations[idx],
+            "injected": injected,
+            "category": category,
+            "text": texts,
+        }
+        return success.astype(np.float64), np.zeros(len(idx), dtype=bool), truncated, cost, catastrophe, info
+
+    def _observe(self) -> np.ndarray:
+        return self._obs.copy()
+
+    def render(self) -> tuple[str, ...] | None:
+        """One ansi transcript per sub-env (``None`` without ``render_mode="ansi"``)."""
+        if self.render_mode != "ansi":
+            return None
+        return tuple(tr.render() if tr is not None else "" for tr in self._transcripts)
