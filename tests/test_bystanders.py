@@ -289,10 +289,5 @@ def test_invalid_action_names_the_space():
 
 
 # --- learning -----------------------------------------------------------------------------------
-def test_sb3_ppo_smoke_run():
-    from stable_baselines3 import PPO
-
-    env = gymnasium.make("devlearn/BystandersSolo-v0", split="heldout")
-    model = PPO("MlpPolicy", env, n_steps=256, batch_size=64, n_epochs=1, seed=0, device="cpu")
-    model.learn(2000)
-    assert model.num_timesteps >= 2000
+def test_sb3_ppo_smoke_run(sb3_learns):
+    sb3_learns(gymnasium.make("devlearn/BystandersSolo-v0", split="heldout"))

@@ -105,8 +105,31 @@ def test_text_env_logs_a_transcript(tmp_path):
 
 
 def test_intrinsic_reward_without_world_model_is_refused(tmp_path):
-    out = run(["train", "agent=ablation", "agent.intrinsic_coef=0.5", *TINY], tmp_path, check=False)
+    args = ["train", "agent.world_model_coef=0", "agent.intrinsic_coef=0.5", *TINY]
+    out = run(args, tmp_path, check=False)
     assert out.returncode == 2 and "intrinsic_coef > 0 needs agent.world_model_coef > 0" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["agent=ppo", "agent.shield_tau=0.1"], "Unknown config key 'agent.shield_tau' for agent=ppo (it belongs to agent=developmental)"),
+        (["agent=ablation", "agent.intrinsic_coef=0.5"], "Unknown config key 'agent.intrinsic_coef' for agent=ablation"),
+        (["agent=ablation", "agent.world_model.k=2"], "Allowed keys here: agent.batch_size"),
+        (["-m", "agent=developmental,ppo", "agent.core.window=2"], "for agent=ppo (it belongs to agent=developmental / agent=ablation)"),
+        (["agent=ppx"], "agent='ppx' is not allowed. Did you mean 'ppo'?"),
+    ],
+)
+def test_a_key_of_another_agent_is_refused(tmp_path, args, message):
+    out = run(["train", *args], tmp_path, check=False)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert not (tmp_path / "runs").exists()  # refused before a run folder exists
+
+
+@pytest.mark.parametrize("command", [[], ["--help"], ["train", "--help"], ["eval", "--help"], ["envs", "--help"]])
+def test_help_works_everywhere(tmp_path, command):
+    out = run([*command], tmp_path)
+    assert out.returncode == 0 and ("usage" in out.stdout.lower() or "powered by Hydra" in out.stdout)
 
 
 def test_eval_rejects_a_non_number(tmp_path):
@@ -117,7 +140,7 @@ def test_eval_rejects_a_non_number(tmp_path):
 def test_unknown_key_names_the_allowed_keys(tmp_path):
     out = run(["train", "agent.total_timestep=5"], tmp_path, check=False)
     assert out.returncode == 2
-    assert "Unknown config key 'agent.total_timestep'. Did you mean 'agent.total_timesteps'?" in out.stderr
+    assert "Unknown config key 'agent.total_timestep' for agent=developmental. Did you mean 'agent.total_timesteps'?" in out.stderr
     assert "agent.learning_rate" in out.stderr
 
 

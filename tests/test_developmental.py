@@ -394,11 +394,26 @@ def first_batch(env_id: str, num_envs: int, **kwargs: Any) -> tuple[Any, np.ndar
     return obs, np.ones(num_envs, dtype=bool)
 
 
-def test_surprise_becomes_an_intrinsic_reward(tmp_path) -> None:
+def test_surprise_becomes_an_intrinsic_reward(tmp_path, monkeypatch) -> None:
+    """The rewards GAE sees are the env's plus ``intrinsic_coef`` x surprise on real transitions only."""
+    import devlearn.agents.developmental.agent as agent_module
+
+    seen = []
+
+    def recording_gae(reward, *args, **kwargs):
+        seen.append((reward.clone(), agent.rollout.reward[:, agent.rollout.segment()].clone(),
+                     agent.rollout.real[:, agent.rollout.segment()].clone()))  # fmt: skip
+        return gae(reward, *args, **kwargs)
+
+    monkeypatch.setattr(agent_module, "gae", recording_gae)
     agent, log, _ = build(tmp_path, config(intrinsic_coef=0.5))
     agent.learn(256, log, tmp_path, checkpoint_every=10**6)
     surprise = log.values["world_model/intrinsic_surprise_mean"]
-    assert surprise and all(s > 0 for s in surprise)  # an untrained model is surprised, so rewards were added
+    assert surprise and all(s > 0 for s in surprise)  # an untrained model is surprised
+    for (used, env_reward, real), mean in zip(seen, surprise, strict=True):
+        bonus = used - env_reward
+        assert (bonus[real] > 0).all() and (bonus[~real] == 0).all()
+        assert bonus[real].mean().item() == pytest.approx(0.5 * mean, rel=1e-4)
     plain, plain_log, _ = build(tmp_path / "plain", config())
     plain.learn(256, plain_log, tmp_path / "plain", checkpoint_every=10**6)
     assert "world_model/intrinsic_surprise_mean" not in plain_log.values

@@ -445,8 +445,5 @@ def test_twin_from_make_vec_records_deletes_and_renders():
 # --- training smoke ----------------------------------------------------------------------------
 
 
-def test_ppo_smoke():
-    from stable_baselines3 import PPO
-
-    env = gym.make(ENV_ID, num_emails=50)
-    PPO("MlpPolicy", env, n_steps=256, batch_size=64, n_epochs=1, seed=0, device="cpu").learn(2000)
+def test_ppo_smoke(sb3_learns):
+    sb3_learns(gym.make(ENV_ID, num_emails=50))

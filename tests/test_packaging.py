@@ -1,54 +1,48 @@
-"""The distribution installs envs/ and agents/ inside devlearn and nothing at the top level."""
+"""The built wheel installs envs/, agents/ and configs/ inside devlearn, every module and config of the tree,
+and nothing at the top level."""
 
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 
-def test_no_top_level_envs_or_agents_module_is_installed(tmp_path):
-    # Build the wheel pip would install and list what lands at the top of site-packages.
-    repo = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]
+INSTALLED_AS = {"devlearn": "devlearn", "envs": "devlearn/envs", "agents": "devlearn/agents", "configs": "devlearn/configs"}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel pip would install, built from this checkout."""
+    out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(repo),
-        ],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
         check=True,
         capture_output=True,
     )
-    (wheel,) = tmp_path.glob("devlearn-*.whl")
+    (built,) = out.glob("devlearn-*.whl")
+    return built
+
+
+def test_no_top_level_envs_or_agents_module_is_installed(wheel, tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {n.split("/")[0] for n in names}
     assert top_level == {"devlearn", wheel.name.split("-py")[0] + ".dist-info"}
-    assert "devlearn/envs/cliff_edge.py" in names and "devlearn/agents/sb3_vec.py" in names
-    assert "devlearn/configs/train.yaml" in names and "devlearn/configs/env/cliff.yaml" in names
     # And outside the repo, `import envs` fails while `devlearn.envs` is found.
     code = "import importlib.util as u; print(u.find_spec('envs') is None, u.find_spec('agents') is None, u.find_spec('devlearn.envs') is not None)"
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "True", "True"]
 
 
-def test_configs_ship_with_the_package():
-    from importlib.resources import files
-
-    configs = files("devlearn.configs")
-    assert configs.joinpath("train.yaml").is_file()
-    for group, name in [
-        ("env", "cliff"),
-        ("env", "carwash"),
-        ("env", "inbox"),
-        ("env", "bystanders"),
-        ("agent", "ppo"),
-    ]:
-        assert configs.joinpath(group, f"{name}.yaml").is_file()
+def test_every_module_and_config_of_the_tree_is_in_the_wheel(wheel):
+    """A new package folder missing from pyproject's list would install half a devlearn: catch it here."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = set()
+    for folder, target in INSTALLED_AS.items():
+        for path in (REPO / folder).rglob("*"):
+            if path.suffix in (".py", ".yaml") and "__pycache__" not in path.parts:
+                expected.add(f"{target}/{path.relative_to(REPO / folder).as_posix()}")
+    missing = sorted(expected - names)
+    assert not missing, f"not in the wheel: {missing}"
+    assert "devlearn/model/context.py" in names and "devlearn/configs/agent/developmental.yaml" in names

@@ -44,9 +44,19 @@ def test_ci_runs_the_readme_test_command():
     assert test_command in (REPO / ".ci" / "run").read_text()
 
 
-def test_quickstart_trains_the_default_agent():
+def test_quickstart_trains_the_default_agent(tmp_path):
+    """The quickstart's first command (shortened) trains the developmental agent, prints the table and logs."""
     quickstart = bash_blocks()[0]
-    assert re.search(r"^pip install torch==\S+ -e \. && devlearn train$", quickstart, flags=re.M)
+    command = re.search(r"^pip install torch==\S+ -e \. && (devlearn train)$", quickstart, flags=re.M)
+    assert command, quickstart
+    out = subprocess.run(
+        [str(BIN / "devlearn"), "train", *shrink([])], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "training developmental on devlearn/CliffEdge-v0" in out.stdout
+    assert re.search(r"^train\s+-?\d", out.stdout, flags=re.M) and re.search(r"^heldout\s+-?\d", out.stdout, flags=re.M)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert list((run_dir / "tb").glob("events.out.tfevents.*")) and (run_dir / "checkpoint.pt").is_file()
 
 
 @pytest.mark.parametrize("line", readme_lines("devlearn train "), ids=lambda line: line)

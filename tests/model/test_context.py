@@ -1,0 +1,81 @@
+"""The sequence context: what the agent acted on is, tensor for tensor, what it learns from."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from devlearn.agents import make_agent
+from devlearn.config import DevelopmentalConfig
+from devlearn.envs.vector.make import make_vector_env
+from devlearn.model.context import SequenceContext
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
+def agent_with_window(window: int, shield_tau: float = 0.5):
+    cfg = OmegaConf.structured(DevelopmentalConfig(n_steps=24, batch_size=64, n_epochs=1, shield_tau=shield_tau))
+    cfg.core.window = window
+    # short episodes (max_steps) and random early policies (falls) give many resets inside each segment
+    env = make_vector_env("devlearn/CliffEdge-v0", 6, max_steps=9)
+    return make_agent(cfg, env, seed=window, device="cpu", writer=None)
+
+
+@pytest.mark.parametrize("window", [1, 4, 16])
+def test_acting_window_equals_update_window_and_log_probs_match(window, tmp_path) -> None:
+    agent = agent_with_window(window)
+    C, R = agent.context, agent.rollout
+    recorded: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    acting_window = C.acting_window
+
+    def spy(j: int):
+        w = acting_window(j)
+        recorded.append((j, w.obs.clone(), w.act.clone(), w.valid.clone()))
+        return w
+
+    C.acting_window = spy
+    obs, _ = agent.env.reset(seed=0)
+    from devlearn.model.context import to_device
+
+    with torch.inference_mode():
+        C.begin(to_device(obs, agent.device), agent.net.core.encoder)
+    R.begin()
+    agent._started = True
+    resets = 0
+    for _segment in range(3):  # later segments start from carried-over context
+        recorded.clear()
+        agent._collect()
+        resets += int((~R.real[:, R.segment()]).sum())
+        env = torch.arange(C.num_envs)
+        for j, obs_enc, act, valid in recorded:
+            if j >= C.first + C.n_steps:  # the bootstrap value's window, not a step
+                continue
+            with torch.no_grad():
+                w, pos = C.training_window(env, torch.full_like(env, j), agent.net.core.encoder)
+                allowed = R.at(R.allowed, pos[:, -1]) if agent.shield_on else None
+                logp = agent.net.evaluate(w, allowed).logp
+            assert torch.equal(w.valid, valid)
+            assert torch.equal(w.act[:, :-1], act[:, :-1])  # the last slot is a placeholder while acting ...
+            assert torch.equal(w.act[:, -1], C.act[:, j])  # ... and the update reads the action taken
+            torch.testing.assert_close(w.obs, obs_enc, rtol=0, atol=1e-6)
+            # before the first gradient step, the update's log-probabilities are acting's
+            torch.testing.assert_close(logp, R.logp[:, j], rtol=0, atol=1e-5)
+        R.carry_over()
+    assert resets > 0  # episodes did restart inside the segments
+
+
+def test_windows_never_cross_an_episode_start() -> None:
+    from gymnasium import spaces
+
+    C = SequenceContext(spaces.Box(0, 9, (2,), dtype=np.int64), 2, n_steps=5, window=3, d_model=4, device="cpu")
+    encoder = lambda obs: obs.float().sum(-1, keepdim=True).expand(*obs.shape[:-1], 4)  # noqa: E731
+    C.begin(torch.tensor([[1, 1], [2, 2]]), encoder)
+    starts = [[False, False], [False, True], [False, False]]
+    for t, start in enumerate(starts):
+        C.put(C.first + t + 1, torch.tensor([[t, 0], [t, 1]]), torch.tensor(start), encoder)
+    w = C.acting_window(C.first + 3)
+    assert w.valid.tolist() == [[True, True, True], [False, True, True]]
+    w2, _ = C.training_window(torch.tensor([0, 1]), torch.tensor([C.first + 3] * 2), encoder)
+    assert torch.equal(w2.valid, w.valid) and torch.equal(w2.obs, w.obs)

@@ -1,0 +1,56 @@
+"""Every config group composes onto its typed schema; schema defaults are the YAML defaults; foreign keys are refused."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from devlearn.config import AGENT_SCHEMAS, AGENTS, register_configs, validate
+
+register_configs()
+CONFIGS = files("devlearn.configs")
+ENVS = sorted(p.name[: -len(".yaml")] for p in CONFIGS.joinpath("env").iterdir() if p.name.endswith(".yaml"))
+
+
+def composed(*overrides: str):
+    with initialize_config_module(config_module="devlearn.configs", version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+def test_the_agent_list_is_the_config_group() -> None:
+    yamls = sorted(p.name[: -len(".yaml")] for p in CONFIGS.joinpath("agent").iterdir() if p.name.endswith(".yaml"))
+    assert yamls == sorted(AGENTS)
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_agent_yaml_defaults_equal_the_schema(agent: str) -> None:
+    cfg = composed(f"agent={agent}")
+    assert OmegaConf.to_container(cfg.agent) == OmegaConf.to_container(OmegaConf.structured(AGENT_SCHEMAS[agent]))
+    validate(cfg)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_env_composes_and_validates(env: str) -> None:
+    overrides = [f"env={env}"] + (["env.id=CartPole-v1"] if env == "gym" else [])
+    cfg = composed(*overrides)
+    assert cfg.env.name == env and cfg.env.id
+    validate(cfg)
+
+
+@pytest.mark.parametrize(
+    "agent, key",
+    [("ppo", "agent.shield_tau=0.1"), ("ablation", "agent.world_model_coef=1"), ("recurrent_ppo", "agent.core.window=2")],
+)
+def test_a_key_of_another_agent_does_not_compose(agent: str, key: str) -> None:
+    with pytest.raises(ConfigCompositionException):
+        composed(f"agent={agent}", key)
+
+
+def test_the_default_agent_is_the_developmental_one_with_its_shield() -> None:
+    cfg = composed()
+    assert cfg.agent.name == "developmental" and cfg.agent.shield_tau == 0.5 and cfg.agent.core.window == 4
+    assert cfg.agent.world_model.catastrophe_pos_weight == 20.0
