@@ -95,14 +95,15 @@ def trained() -> tuple[Core, WorldModel, dict[str, np.ndarray], dict[str, float]
     return core, wm, test, {k: float(v) for k, v in logs.items()}
 
 
-def test_learns_next_observation(trained) -> None:
+def test_learns_what_the_action_changes(trained) -> None:
     core, wm, test, logs = trained
-    # predicting "nothing moves" already scores 0.96 per token here, so ask for more, and for whole grids
-    assert logs["acc_token"] > 0.98, logs
-    assert logs["acc_obs"] > 0.7, logs
+    # a model that copies o_t scores acc_changed 0 and acc_obs = the share of steps where nothing moved:
+    # ask for the changed cells themselves, and for whole grids well above the copier
+    assert logs["acc_changed"] > 0.9, logs
+    assert logs["acc_obs"] > 0.9 and logs["acc_obs"] > logs["acc_obs_copy"] + 0.25, logs
     batch = take(test, np.arange(16))
     with torch.no_grad():
-        predicted = wm.predict_next(core(batch["obs"], batch["action"])[1])
+        predicted = wm.predict_next(core(batch["obs"], batch["action"])[1], batch["obs"])
     assert predicted.shape == batch["next_obs"].shape and predicted.dtype == torch.uint8
     assert (predicted == batch["next_obs"]).all(dim=(2, 3, 4)).float().mean() > 0.7
 
@@ -135,7 +136,9 @@ def test_surprise_is_higher_on_a_contradicting_transition(trained) -> None:
         h_act = core(batch["obs"], batch["action"])[1]
         _, _, familiar = wm.loss(h_act, batch)
         _, _, surprised = wm.loss(h_act, contradicted)
-    assert (surprised[changed, 3] > familiar[changed, 3] + 5.0).all()
+    # surprise is nats per changed cell: a teleport costs several nats on each cell it contradicts
+    assert (surprised[changed, 3] > familiar[changed, 3] + 1.0).all()
+    assert surprised[changed, 3].mean() > 3 * familiar[changed, 3].mean()
     assert torch.equal(surprised[:, [0, 1, 2, 4, 5, 6, 7]], familiar[:, [0, 1, 2, 4, 5, 6, 7]])
 
 
@@ -226,4 +229,4 @@ def test_continuous_observations_use_latent_surprise() -> None:
     with pytest.raises(ValueError, match="latent=True"):
         WorldModel(core.cfg.d_model, core.encoder, act_space, WorldModelConfig(latent=False))
     with pytest.raises(ValueError, match="no exact targets"):
-        wm.predict_next(torch.zeros(1, 1, core.cfg.d_model))
+        wm.predict_next(torch.zeros(1, 1, core.cfg.d_model), None)

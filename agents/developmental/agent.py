@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
-from torch import Tensor, nn
+from torch import Tensor
 
 from devlearn.agents.developmental.net import DevelopmentalNet
 from devlearn.agents.developmental.ppo import gae, ppo_loss
@@ -155,15 +155,14 @@ class DevelopmentalAgent:
                 j = C.first + t
                 d = net.decide(C.acting_window(j), deterministic=False, gen=self.gen)
                 C.act[:, j], R.logp[:, j], R.value[:, j] = d.action, d.logp, d.value
+                actions = d.action.cpu().numpy()
                 if shield:
                     R.allowed[:, j], R.danger[:, j] = d.allowed, d.danger
                     R.vetoed[:, j] = d.choice != d.action
-                    actions, choice = torch.stack([d.action, d.choice]).cpu().numpy()  # one transfer
-                    vetoed = (choice != actions) & ~self._after_done
-                    if vetoed.any() and self.monitor.wants_probe():
-                        self.monitor.probe(self.env, actions, choice, vetoed)
-                else:
-                    actions = d.action.cpu().numpy()
+                    if self.monitor.wants_probe(t, C.n_steps):  # ground truth, for measuring only
+                        self.monitor.probe(
+                            self.env, d.danger.cpu().numpy(), d.allowed.cpu().numpy(), ~self._after_done
+                        )
                 obs, reward, terminated, truncated, info = self.env.step(actions)
                 real = real_transitions(info, self.num_envs, after_done=self._after_done)
                 fell = info_array(info, "catastrophe", False, self.num_envs).astype(bool)
@@ -198,6 +197,7 @@ class DevelopmentalAgent:
         k = min(self.cfg.world_model.k, C.window)
         p = pos[:, -k:]
         batch = {
+            "obs": C.gather_obs(p),
             "next_obs": C.gather_obs(p + 1),
             "reward": R.at(R.reward, p),
             "terminated": R.at(R.terminated, p),
@@ -251,18 +251,19 @@ class DevelopmentalAgent:
                     ev.logp, logp_all[mb], adv_all[mb], ev.value, ret_all[mb], ev.entropy,
                     cfg.clip_range, cfg.ent_coef,
                 )  # fmt: skip
-                loss = pg.total
+                losses = {"train": pg.total}
                 if self.wm is not None:
                     wm_total, wm_logs, surprise = self._world_model_loss(ev.h_act, w, pos)
-                    loss = loss + self.world_model_coef * wm_total
+                    losses["world_model"] = self.world_model_coef * wm_total
                     for name, value in wm_logs.items():
                         sums[f"world_model/{name}"] += value
                     wm_mask = w.valid[:, -1] & R.at(R.real, pos[:, -1])
                     sums["world_model/surprise_mean"] += surprise[:, -1][wm_mask].mean()
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
-                if not bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):
+                norms = self._backward_balanced(losses, cfg.max_grad_norm)
+                for name, norm in norms.items():
+                    sums[f"{name}/grad_norm"] += norm
+                finite = torch.stack([torch.isfinite(v).all() for v in (*losses.values(), *norms.values())])
+                if not bool(finite.all()):
                     self._rollback(run_dir, log, "non-finite loss")
                     return None
                 self.optimizer.step()
@@ -290,6 +291,27 @@ class DevelopmentalAgent:
         logs = {k: v if k in once else v / n_batches for k, v in zip(names, figures, strict=True)}
         logs["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
         return logs
+
+    def _backward_balanced(self, losses: dict[str, Tensor], max_norm: float) -> dict[str, Tensor]:
+        """Gradients of each loss clipped to ``max_norm`` on its own, then summed into ``.grad``.
+
+        One global clip over PPO + world model lets the larger world-model gradient (norms 0.4-15
+        against PPO's 0.2-0.6) set the clip factor and shrink the policy's update; clipped apart,
+        PPO's step size no longer depends on the world-model loss's scale. Returns each loss's norm
+        before clipping.
+        """
+        params, norms, total = self.params, {}, None
+        names = list(losses)
+        for i, name in enumerate(names):
+            grads = torch.autograd.grad(losses[name], params, retain_graph=i < len(names) - 1, allow_unused=True)
+            grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            scale = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+            total = [g * scale for g in grads] if total is None else [t + g * scale for t, g in zip(total, grads, strict=True)]
+            norms[name] = norm
+        for p, g in zip(params, total, strict=True):
+            p.grad = g
+        return norms
 
     def _rollback(self, run_dir: Path, log: RunLog, why: str) -> None:
         state = checkpoint.load(Path(run_dir) / CHECKPOINT)
@@ -319,7 +341,7 @@ class DevelopmentalAgent:
         with torch.inference_mode():
             w, pos = self._windows(env, torch.tensor([C.first + t], device=self.device))
             h_act = self.net.core.states(w.obs, w.act, w.valid, w.memory)[1]
-            predicted = self.wm.predict_next(h_act[:, -1:])  # (1, 1, ...)
+            predicted = self.wm.predict_next(h_act[:, -1:], C.gather_obs(pos[:, -1:]))  # (1, 1, ...)
             actual = C.gather_obs(pos[:, -1:] + 1)
         first = lambda x: None if x is None else x[0, 0].cpu().numpy()  # noqa: E731 (one observation)
         predicted, actual = tree_map(first, predicted), tree_map(first, actual)

@@ -19,6 +19,7 @@ logging or an intrinsic reward.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from gymnasium import spaces
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from devlearn.model.core import ObservationEncoder
+from devlearn.model.core import Block, ObservationEncoder
 from devlearn.model.tokenize import ActionTokenizer
 
 MASKED_LOGIT = -1e4  # finite, so elements without any valid class stay NaN-free under log_softmax
@@ -58,6 +59,11 @@ def symlog(x: Tensor) -> Tensor:
 def symexp(x: Tensor) -> Tensor:
     """Inverse of ``symlog``."""
     return torch.sign(x) * torch.expm1(x.abs())
+
+
+def _heads(d: int) -> int:
+    """Attention heads for the decoder: 4 where they divide the width, else 1."""
+    return 4 if d % 4 == 0 else 1
 
 
 def _mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
@@ -102,11 +108,19 @@ class WorldModel(nn.Module):
         self.register_buffer("exact_tokens", exact, persistent=False)
         self.has_exact = exact.numel() > 0
         if self.has_exact:
-            n, g, c = exact.numel(), tokenizer.target_size, tokenizer.max_classes
+            g, c = tokenizer.target_size, tokenizer.max_classes
             classes = tokenizer.num_classes[exact]
             self.register_buffer("class_ok", torch.arange(c) < classes.unsqueeze(-1), persistent=False)
-            self.token_proj = nn.Linear(core_dim, n * core_dim)  # a hidden vector per predicted token
+            # Decode o_{t+1} token by token from o_t's own tokens plus what (o_t, a_t) implies: each
+            # token of o_t, told the core's post-action state, attends to the others (a move shifts an
+            # egocentric view; the cell in front becomes the agent's) and predicts its next value.
+            # A learned copy logit makes "nothing changes" the starting guess, so capacity goes to
+            # the few tokens the action changes instead of re-deriving the background.
+            self.condition = nn.Linear(core_dim, core_dim)
+            self.decoder = Block(core_dim, _heads(core_dim), 0.0)
+            self.decoder_ln = nn.LayerNorm(core_dim)
             self.token_out = nn.Linear(core_dim, g * c)
+            self.copy_logit = nn.Parameter(torch.tensor(3.0))
 
         self.reward_head = _mlp(core_dim, core_dim, 1)
         self.termination_head = _mlp(core_dim, core_dim, 1)
@@ -123,30 +137,46 @@ class WorldModel(nn.Module):
         """The observation tokenizer whose targets the exact head predicts."""
         return self._online[0].tokenizer
 
-    def exact_logits(self, h_act: Tensor) -> Tensor:
-        """``(B, T, d)`` -> ``(B, T, n_exact_tokens, target_size, max_classes)``, invalid classes masked."""
+    def exact_logits(self, h_act: Tensor, obs: Any) -> Tensor:
+        """Logits of o_{t+1} given the post-action state ``h_act (B, T, d)`` and o_t (``obs``, ``(B, T, ...)``).
+
+        Returns ``(B, T, n_exact_tokens, target_size, max_classes)``, invalid classes masked.
+        """
         b, t, d = h_act.shape
         n, g, c = self.class_ok.shape
-        hidden = F.gelu(self.token_proj(h_act).view(b, t, n, d))
-        logits = self.token_out(hidden).view(b, t, n, g, c)
+        tok = self.tokenizer
+        x = tok(obs)[:, :, self.exact_tokens] + self.condition(h_act)[:, :, None]  # (B, T, n, d)
+        full = torch.ones(1, 1, n, n, dtype=torch.bool, device=x.device)  # every token sees every token
+        x = self.decoder(x.reshape(b * t, n, d), full)
+        logits = self.token_out(self.decoder_ln(x)).view(b, t, n, g, c)
+        current = tok.targets(obs)[:, :, self.exact_tokens]  # (B, T, n, g): o_t's own values
+        copy = F.one_hot(current.clamp(min=0), c) * (current >= 0)[..., None]
+        logits = logits + self.copy_logit * copy
         return logits.masked_fill(~self.class_ok, MASKED_LOGIT)
 
     @torch.no_grad()
-    def predict_next(self, h_act: Tensor) -> Any:
-        """The most likely next observation (per element), decoded to the observation's structure.
+    def predict_next(self, h_act: Tensor, obs: Any) -> Any:
+        """The most likely next observation (per element) after ``h_act``, from o_t = ``obs``.
 
-        Leaves without exact targets (continuous ones) come back as ``None``.
+        Decoded to the observation's structure; leaves without exact targets (continuous ones) come
+        back as ``None``.
         """
         if not self.has_exact:
             raise ValueError(f"observation space {self.tokenizer_space} has no exact targets to decode.")
         tok = self.tokenizer
         targets = torch.full((*h_act.shape[:-1], tok.n_tokens, tok.target_size), -1, device=h_act.device)
-        targets[..., self.exact_tokens, :] = self.exact_logits(h_act).argmax(-1)
+        targets[..., self.exact_tokens, :] = self.exact_logits(h_act, obs).argmax(-1)
         return tok.decode(targets)
 
     def catastrophe_prob(self, h_act: Tensor) -> Tensor:
-        """Predicted probability that the step ``(o_t, a_t)`` is a catastrophe, ``(B, T)``."""
-        return torch.sigmoid(self.catastrophe_head(h_act).squeeze(-1))
+        """Calibrated probability that the step ``(o_t, a_t)`` is a catastrophe, ``(B, T)``.
+
+        The head is trained with positives weighted ``catastrophe_pos_weight`` (w) times, which
+        learns the logit of w x the odds; subtracting log(w) undoes that prior shift, so a
+        threshold of 0.5 means "more likely than not", not "more than 1 / (1 + w)".
+        """
+        logit = self.catastrophe_head(h_act).squeeze(-1)
+        return torch.sigmoid(logit - math.log(self.cfg.catastrophe_pos_weight))
 
     def predict_reward(self, h_act: Tensor) -> Tensor:
         """Predicted reward of the step ``(o_t, a_t)``, ``(B, T)``."""
@@ -192,7 +222,7 @@ class WorldModel(nn.Module):
 
         Args:
             h_act: ``(B, T, d)`` core states after (o_t, a_t).
-            batch: ``next_obs`` (o_{t+1}, ``(B, T, *obs_shape)`` or a dict of such), ``reward``,
+            batch: ``obs`` (o_t) and ``next_obs`` (o_{t+1}), each ``(B, T, *obs_shape)`` or a dict of such, ``reward``,
                 ``terminated``, ``catastrophe``, ``mask`` (all ``(B, T)``; ``mask`` is True on real
                 transitions of the window's episode), and for the latent rollout ``action``
                 ``(B, T, *act_shape)`` and optionally ``done`` (terminated or truncated; defaults
@@ -200,8 +230,9 @@ class WorldModel(nn.Module):
 
         Returns:
             ``(total, logs, surprise)``: the weighted scalar loss, a dict of named detached scalars
-            (each loss, plus ``acc_token`` and ``acc_obs``, the exact prediction's accuracy per token
-            and per whole observation), and the surprise per step ``(B, T)`` (0 where masked).
+            (each loss; ``acc_changed``, the accuracy on the tokens the step changed; ``acc_obs``, whole
+            observations exactly right, beside ``acc_obs_copy``, what copying o_t scores; ``acc_token``),
+            and the surprise per step ``(B, T)``: nats per changed token (0 where masked).
         """
         cfg, device = self.cfg, h_act.device
 
@@ -234,19 +265,33 @@ class WorldModel(nn.Module):
         )
 
         if self.has_exact:
-            logits = self.exact_logits(h_act)
+            logits = self.exact_logits(h_act, batch["obs"])
             targets = self.tokenizer.targets(batch["next_obs"])[..., self.exact_tokens, :]
+            current = self.tokenizer.targets(batch["obs"])[..., self.exact_tokens, :]
             nll = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=-1, reduction="none")
-            per_step = nll.view(targets.shape).sum((-1, -2)) * m  # nats per transition
-            # nats per token: a per-element mean would drown the few elements that change (the
-            # agent's cell) among the many that never do (walls), and learning would stall
-            logs["exact"] = per_step.sum() / (n_valid * self.exact_tokens.numel())
+            nll = nll.view(targets.shape).sum(-1)  # (B, T, n): nats per token
+            changed = (targets != current).any(-1)  # (B, T, n): the tokens the step changed
+            n_changed = changed.sum(-1)
+            mean_changed = (nll * changed).sum(-1) / n_changed.clamp(min=1)
+            mean_kept = (nll * ~changed).sum(-1) / (~changed).sum(-1).clamp(min=1)
+            # Half the loss on what changes, half on what does not: a per-token mean would let the
+            # background (98% of tokens) drown the one cell the action moved, and a decoder that only
+            # copies would look nearly perfect. Steps where nothing changed count only the kept half.
+            per_step = torch.where(n_changed > 0, 0.5 * (mean_changed + mean_kept), mean_kept)
+            logs["exact"] = (per_step * m).sum() / n_valid
             total = total + cfg.exact_weight * logs["exact"]
-            surprise = surprise + per_step.detach()
+            # surprise: nats per changed token (the divergence that matters, not summed over the map)
+            surprise = surprise + (nll.sum(-1) / n_changed.clamp(min=1)).detach() * m
             with torch.no_grad():
                 token_ok = ((logits.argmax(-1) == targets) | (targets < 0)).all(-1)
+                steps_changed = (n_changed > 0).float() * m
                 logs["acc_token"] = (token_ok.float().mean(-1) * m).sum() / n_valid
                 logs["acc_obs"] = (token_ok.all(-1).float() * m).sum() / n_valid
+                # the same figures for a model that copies o_t: what a do-nothing predictor scores
+                logs["acc_obs_copy"] = ((n_changed == 0).float() * m).sum() / n_valid
+                changed_ok = (token_ok & changed).sum(-1) / n_changed.clamp(min=1)
+                logs["acc_changed"] = (changed_ok * steps_changed).sum() / steps_changed.sum().clamp(min=1)
+                logs["changed_fraction"] = (changed.float().mean(-1) * m).sum() / n_valid
 
         if cfg.latent:
             losses, first = self._latent_losses(h_act, batch, mask)
