@@ -421,4 +421,4 @@ def test_surprise_becomes_an_intrinsic_reward(tmp_path, monkeypatch) -> None:
 
 def test_intrinsic_reward_needs_the_world_model(tmp_path) -> None:
     with pytest.raises(Exception, match="intrinsic_coef > 0 needs agent.world_model_coef > 0"):
-        build(tmp_path, config("ablation", intrinsic_coef=0.5))
+        build(tmp_path, config(world_model_coef=0.0, intrinsic_coef=0.5))
