@@ -253,11 +253,13 @@ class DevelopmentalAgent:
                 )  # fmt: skip
                 losses = {"train": pg.total}
                 if self.wm is not None:
-                    wm_total, wm_logs, surprise = self._world_model_loss(ev.h_act, w, pos)
+                    sub = slice(0, cfg.world_model.batch_size)  # the minibatch is in random order already
+                    w_sub = Window(*(x[sub] if isinstance(x, Tensor) else x for x in w))
+                    wm_total, wm_logs, surprise = self._world_model_loss(ev.h_act[sub], w_sub, pos[sub])
                     losses["world_model"] = self.world_model_coef * wm_total
                     for name, value in wm_logs.items():
                         sums[f"world_model/{name}"] += value
-                    wm_mask = w.valid[:, -1] & R.at(R.real, pos[:, -1])
+                    wm_mask = w_sub.valid[:, -1] & R.at(R.real, pos[sub, -1])
                     sums["world_model/surprise_mean"] += surprise[:, -1][wm_mask].mean()
                 norms = self._backward_balanced(losses, cfg.max_grad_norm)
                 for name, norm in norms.items():

@@ -48,6 +48,9 @@ class WorldModelConfig:
     latent: bool = True
     latent_weight: float = 1.0
     k: int = 1  # latent rollout depth: predict o_{t+1} .. o_{t+k}
+    # windows of each PPO minibatch the world-model loss reads (the decoder costs per observation token;
+    # every transition is still predicted about n_epochs * batch_size / minibatch size times per rollout)
+    batch_size: int = 64
     ema_tau: float = 0.01  # Polyak rate: target <- (1 - tau) * target + tau * online
 
 
@@ -117,7 +120,7 @@ class WorldModel(nn.Module):
             # A learned copy logit makes "nothing changes" the starting guess, so capacity goes to
             # the few tokens the action changes instead of re-deriving the background.
             self.condition = nn.Linear(core_dim, core_dim)
-            self.decoder = Block(core_dim, _heads(core_dim), 0.0)
+            self.decoder = Block(core_dim, _heads(core_dim), 0.0, mlp_ratio=1)  # per token, so kept narrow
             self.decoder_ln = nn.LayerNorm(core_dim)
             self.token_out = nn.Linear(core_dim, g * c)
             self.copy_logit = nn.Parameter(torch.tensor(3.0))
