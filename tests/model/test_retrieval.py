@@ -157,3 +157,13 @@ def test_bad_arguments_name_what_is_allowed():
         s.read(torch.zeros(2, 16), k=0)
     with pytest.raises(ValueError, match="mask must be torch.bool"):
         s.reset(torch.zeros(2))
+
+
+def test_clone_is_independent():
+    s = store(num_envs=2, capacity=4)
+    write_one(s, 0)
+    twin = s.clone()
+    write_one(s, 1)
+    s.reset(torch.tensor([True, False]))
+    assert twin.size.tolist() == [1, 1] and stored_steps(twin, 0) == {0}
+    assert s.size.tolist() == [0, 2] and twin.nbytes == s.nbytes

@@ -24,6 +24,7 @@ autograd graph; an update that needs gradients recomputes keys and values from s
 
 from __future__ import annotations
 
+import copy
 from typing import NamedTuple
 
 import torch
@@ -111,6 +112,13 @@ class RetrievalStore:
         """Bytes held by the store: fixed at construction, so bounded by ``capacity``."""
         buffers = (self.keys, self.values, self.items, self.steps, self.surprise, self.filled)
         return sum(b.numel() * b.element_size() for b in buffers)
+
+    def clone(self) -> RetrievalStore:
+        """An independent copy (e.g. the store at a rollout segment's start, for the update to replay from)."""
+        twin = copy.copy(self)
+        for name in ("keys", "values", "items", "steps", "surprise", "filled"):
+            setattr(twin, name, getattr(self, name).clone())
+        return twin
 
     def reset(self, mask: Tensor | None = None) -> None:
         """Empty the stores of the sub-envs where ``mask`` (``(E,)`` bool) is True (all when None): an episode starts."""
