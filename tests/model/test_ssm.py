@@ -100,6 +100,10 @@ def test_bad_arguments_name_what_is_allowed():
         SelectiveSSM(8, kernel="cuda")
     with pytest.raises(ValueError, match="chunk=0 must be a positive integer"):
         SelectiveSSM(8, chunk=0)
+    with pytest.raises(ValueError, match="n_heads=0 must be a positive integer"):
+        SelectiveSSM(8, n_heads=0)
+    with pytest.raises(ValueError, match="head_dim=0 must be a positive integer"):
+        SelectiveSSM(8, head_dim=0)
     layer = SelectiveSSM(8, n_heads=2)
     with pytest.raises(ValueError, match=r"input must be \(B, T, 8\)"):
         layer(torch.zeros(2, 8))

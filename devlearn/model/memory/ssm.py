@@ -150,16 +150,16 @@ class SelectiveSSM(nn.Module):
         dt_max: float = 0.1,
     ) -> None:
         super().__init__()
-        head_dim = head_dim if head_dim is not None else max(1, 2 * d_model // n_heads)
         for name, value in (
             ("d_model", d_model),
             ("n_heads", n_heads),
-            ("head_dim", head_dim),
+            ("head_dim", 1 if head_dim is None else head_dim),
             ("d_state", d_state),
             ("chunk", chunk),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"SelectiveSSM: {name}={value!r} must be a positive integer.")
+        head_dim = head_dim if head_dim is not None else max(1, 2 * d_model // n_heads)
         if kernel not in KERNELS:
             raise ValueError(
                 f"SelectiveSSM: kernel={kernel!r} is not valid; allowed values: {', '.join(KERNELS)}."
