@@ -7,4 +7,4 @@ batched envs share: the numpy twin base, the PettingZoo parallel vector env, epi
 accounting and ``make_vector_env``.
 """
 
-from devlearn.envs import bystanders, car_wash, cliff_edge, inbox  # noqa: F401  (each registers its ids)
+from devlearn.envs import bystanders, car_wash, cliff_edge, inbox, recall  # noqa: F401  (each registers its ids)

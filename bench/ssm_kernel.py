@@ -1,0 +1,128 @@
+"""The SSM's CUDA kernel against its pure-torch reference: error and speed (needs CUDA and ``fla-core``).
+
+For each shape, one ``SelectiveSSM`` runs three ways on the same inputs and initial state:
+``torch`` in fp64 (the truth), ``torch`` in fp32 (the reference path) and ``fla``
+(``chunk_simple_gla``) in fp32 and in bf16. Reported: the largest absolute error of the output,
+the final state and the input gradient against fp64, each relative to that tensor's largest
+magnitude, and the median time of a forward + backward. This is what the tolerance of
+``tests/model/test_ssm.py::test_fla_kernel_matches_the_torch_reference_on_cuda`` rests on.
+
+    python bench/ssm_kernel.py --out bench/results/ssm_kernel-cuda.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from devlearn.model.memory.ssm import SelectiveSSM, fla_kernel
+
+SHAPES = [  # (batch, T, d_model, n_heads, d_state)
+    (8, 256, 256, 8, 64),
+    (8, 4096, 256, 8, 64),
+    (64, 1024, 128, 4, 32),
+]
+
+
+def run(layer: SelectiveSSM, u: torch.Tensor, state: torch.Tensor, kernel: str, dtype: torch.dtype):
+    """Output, final state and input gradient (of a fixed random projection of the output) in ``dtype``."""
+    layer.kernel = kernel
+    u = u.to(dtype).detach().requires_grad_(True)
+    with torch.autocast("cuda", dtype=dtype, enabled=dtype == torch.bfloat16):
+        y, s = layer(u, state.to(torch.float32 if dtype == torch.bfloat16 else dtype))
+    weight = torch.linspace(-1, 1, y.numel(), device=y.device, dtype=torch.float64).view_as(y)
+    (y.double() * weight).sum().backward()
+    return y.double().detach(), s.double().detach(), u.grad.double()
+
+
+def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((x - ref).abs().max() / ref.abs().max())
+
+
+def time_it(
+    layer: SelectiveSSM, u: torch.Tensor, state: torch.Tensor, kernel: str, dtype: torch.dtype
+) -> float:
+    layer.kernel = kernel
+
+    def once() -> None:
+        x = u.to(dtype).detach().requires_grad_(True)
+        with torch.autocast("cuda", dtype=dtype, enabled=dtype == torch.bfloat16):
+            y, _ = layer(x, state)
+        y.float().sum().backward()
+
+    for _ in range(3):  # warm-up: Triton autotuning and compilation
+        once()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        once()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "ssm_kernel-cuda.json"
+    )
+    args = parser.parse_args()
+    if not torch.cuda.is_available() or fla_kernel() is None:
+        raise SystemExit("ssm_kernel: needs CUDA and the fla package (pip install fla-core).")
+    rows = []
+    for b, t, d, h, n in SHAPES:
+        torch.manual_seed(0)
+        layer = SelectiveSSM(d, n_heads=h, d_state=n, kernel="torch").cuda()
+        with torch.no_grad():
+            layer.dt_bias.add_(1.0)  # larger steps than at init, so decays are far from 1 and matter
+        u = torch.randn(b, t, d, device="cuda")
+        state = torch.randn(b, h, n, layer.head_dim, device="cuda") * 0.1
+        truth = run(layer.double(), u.double(), state.double(), "torch", torch.float64)
+        layer.float()
+        row = {"batch": b, "T": t, "d_model": d, "n_heads": h, "d_state": n, "head_dim": layer.head_dim}
+        for name, kernel, dtype in (
+            ("torch_fp32", "torch", torch.float32),
+            ("fla_fp32", "fla", torch.float32),
+            ("fla_bf16", "fla", torch.bfloat16),
+        ):
+            layer.zero_grad(set_to_none=True)
+            got = run(layer, u, state, kernel, dtype)
+            errs = [rel_err(x, ref) for x, ref in zip(got, truth, strict=True)]
+            row[name] = {
+                "rel_err_y": errs[0],
+                "rel_err_state": errs[1],
+                "rel_err_grad_u": errs[2],
+                "max_abs_err_y": float((got[0] - truth[0]).abs().max()),
+                "fwd_bwd_ms": time_it(layer, u, state, kernel, dtype),
+            }
+        rows.append(row)
+        print(json.dumps(row))
+    result = {
+        "benchmark": "ssm_kernel",
+        "machine": {"gpu": torch.cuda.get_device_name(), "python": platform.python_version()},
+        "versions": {"torch": torch.__version__, "fla": _fla_version()},
+        "note": "errors are max |x - x_fp64| / max |x_fp64|; the fp32 torch path runs with TF32 off (torch's default)",
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+
+
+def _fla_version() -> str:
+    from importlib.metadata import version
+
+    return version("fla-core")
+
+
+if __name__ == "__main__":
+    main()

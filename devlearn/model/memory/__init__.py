@@ -1,0 +1,223 @@
+"""Memory for long episodes: the tokens a window gets beyond its last ``W`` steps.
+
+The parts: ``ssm`` (a selective state-space layer: a parallel scan for training, an O(1) step for
+acting) and ``retrieval`` (a per-episode, per-env store read by top-k inner product). ``Memory``
+composes them into the ``(B, M, d)`` memory tokens of ``devlearn.model.context.Window``:
+
+* ``M = 1`` *gist* token: the SSM's output after this step, a running summary of the episode;
+* ``M = k`` *retrieved* tokens: the stored steps whose embedding best matches this step's query.
+
+Per step ``t`` of each sub-env, in this order (the same in ``step`` and in ``sequence``):
+
+1. if an episode starts, the SSM state and the store are emptied;
+2. **read**: the query ``W_q e_t`` picks the top ``k`` stored steps (steps ``< t`` of this episode) by
+   inner product with their embeddings; each becomes ``sigmoid(score / sqrt(d)) * W_v e_s`` plus a
+   type embedding, and an empty slot becomes a learned *empty* token (memory tokens carry no mask
+   in ``Core.layout``, so "nothing here" must be a token the core can learn to ignore);
+3. **gist**: the SSM reads ``e_t`` (plus, in ``hybrid``, ``W_r`` of the mean retrieved embedding: what was
+   recalled re-enters the running summary, DESIGN.md's "resurfacing") and its output is the gist token;
+4. **write**: ``e_t`` is offered to the store (every step, or only above the surprise threshold).
+
+The tokens are a pure function of (the state at a segment's start, the segment's step embeddings,
+episode starts and surprises), so the update recomputes them exactly (``sequence``) from a
+``snapshot`` taken while acting, as sb3-contrib's RecurrentPPO does with LSTM states. Gradients flow
+into ``W_q`` (through the scores), ``W_v``, ``W_r``, the SSM and the current embeddings; stored
+embeddings are constants (no backpropagation into the past beyond the segment, nor through the store).
+
+Variants (``MemoryConfig.variant``): ``none`` and ``window`` give no memory tokens (the core's window
+is then all the agent remembers: ``none`` is meant with a window of 1 step, ``window`` with the
+configured one); ``ssm`` gives the gist; ``retrieval`` the k retrieved tokens; ``hybrid`` both.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from devlearn.model.memory.retrieval import RetrievalStore, Retrieved
+from devlearn.model.memory.ssm import SelectiveSSM
+
+VARIANTS = ("none", "window", "ssm", "retrieval", "hybrid")
+
+__all__ = ["VARIANTS", "Memory", "MemoryConfig", "MemoryState", "RetrievalStore", "Retrieved", "SelectiveSSM"]
+
+
+@dataclass
+class MemoryConfig:
+    """Memory for long episodes (``memory=`` on the command line)."""
+
+    variant: str = "hybrid"  # none | window | ssm | retrieval | hybrid
+    k: int = 4  # retrieved tokens per step
+    capacity: int = 1024  # stored steps per episode and env (eviction: lowest surprise, then oldest)
+    write: str = "always"  # always | surprise (only steps with surprise > threshold are stored)
+    threshold: float = 0.0
+    n_heads: int = 4  # SSM heads
+    d_state: int = 16  # SSM state size per channel
+    chunk: int = 64  # SSM chunk length for the parallel scan
+
+
+class MemoryState:
+    """What memory carries from step to step for ``E`` sub-envs: the SSM state, the store and each episode's step."""
+
+    def __init__(self, ssm: Tensor | None, store: RetrievalStore | None, t: Tensor) -> None:
+        self.ssm, self.store, self.t = ssm, store, t
+
+    def snapshot(self) -> MemoryState:
+        """An independent copy: save it at a segment's start, replay the segment from it in the update."""
+        return MemoryState(
+            None if self.ssm is None else self.ssm.clone(),
+            None if self.store is None else self.store.clone(),
+            self.t.clone(),
+        )
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (bounded by the store's capacity and the SSM state's size)."""
+        ssm = 0 if self.ssm is None else self.ssm.numel() * self.ssm.element_size()
+        return ssm + (0 if self.store is None else self.store.nbytes) + self.t.numel() * self.t.element_size()
+
+
+class Memory(nn.Module):
+    """Memory tokens for a window, from the stream of step embeddings (see the module docstring).
+
+    Args:
+        d_model: width of step embeddings and of memory tokens.
+        cfg: ``MemoryConfig``.
+
+    Attributes:
+        n_tokens: ``M``, memory tokens per step (0 for ``none`` and ``window``).
+    """
+
+    def __init__(self, d_model: int, cfg: MemoryConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or MemoryConfig()
+        if cfg.variant not in VARIANTS:
+            raise ValueError(
+                f"memory.variant={cfg.variant!r} is not valid; allowed values: {', '.join(VARIANTS)}."
+            )
+        if isinstance(cfg.k, bool) or not isinstance(cfg.k, int) or cfg.k < 1:
+            raise ValueError(f"memory.k={cfg.k!r} must be a positive integer.")
+        self.d_model = d_model
+        self.uses_ssm = cfg.variant in ("ssm", "hybrid")
+        self.uses_store = cfg.variant in ("retrieval", "hybrid")
+        self.n_tokens = int(self.uses_ssm) + (cfg.k if self.uses_store else 0)
+        if self.uses_ssm:
+            self.ssm = SelectiveSSM(d_model, n_heads=cfg.n_heads, d_state=cfg.d_state, chunk=cfg.chunk)
+            self.gist_type = nn.Parameter(torch.zeros(d_model))
+        if self.uses_store:
+            RetrievalStore(1, cfg.capacity, 1, 1, write=cfg.write)  # validate capacity and write mode now
+            self.query = nn.Linear(d_model, d_model, bias=False)
+            self.value = nn.Linear(d_model, d_model)
+            self.retrieved_type = nn.Parameter(torch.zeros(d_model))
+            self.empty = nn.Parameter(torch.randn(d_model) * 0.02)
+        if self.uses_ssm and self.uses_store:
+            self.resurface = nn.Linear(d_model, d_model)
+            nn.init.zeros_(self.resurface.weight)  # starts as a plain SSM over the step embeddings
+
+    # --- state ------------------------------------------------------------------------------------
+    def initial_state(self, num_envs: int, device: torch.device | str | None = None) -> MemoryState:
+        """Empty memory for ``num_envs`` sub-envs (every sub-env must start an episode at its first step)."""
+        ssm = self.ssm.initial_state(num_envs, device) if self.uses_ssm else None
+        store = None
+        if self.uses_store:
+            c = self.cfg
+            store = RetrievalStore(
+                num_envs,
+                c.capacity,
+                self.d_model,
+                self.d_model,
+                write=c.write,
+                threshold=c.threshold,
+                device=device,
+            )
+        return MemoryState(ssm, store, torch.full((num_envs,), -1, dtype=torch.long, device=device))
+
+    # --- acting: one step -------------------------------------------------------------------------
+    def step(
+        self, state: MemoryState, emb: Tensor, start: Tensor, surprise: Tensor | None = None
+    ) -> Tensor | None:
+        """Memory tokens ``(E, M, d)`` for step embeddings ``emb (E, d)`` (None when ``M = 0``); advances ``state``.
+
+        ``start``: ``(E,)`` bool, True where ``emb`` is an episode's first step. ``surprise``: ``(E,)``
+        surprise of this step's observation (needed for ``write="surprise"``).
+        """
+        state.t = torch.where(start, 0, state.t + 1)
+        if self.n_tokens == 0:
+            return None
+        retrieved = None
+        if self.uses_store:
+            state.store.reset(start)
+            got = state.store.read(self.query(emb).detach(), self.cfg.k)
+            retrieved = (got.values[:, 0], got.valid[:, 0])
+        gist = None
+        if self.uses_ssm:
+            u = self._ssm_input(emb, retrieved)
+            gist, state.ssm = self.ssm.step(u, state.ssm, reset=start)
+        if self.uses_store:
+            state.store.write(emb, emb, state.t, state.t, surprise)
+        return self._tokens(emb, gist, retrieved)
+
+    # --- the update: a whole segment --------------------------------------------------------------
+    def sequence(
+        self, state: MemoryState, emb: Tensor, start: Tensor, surprise: Tensor | None = None
+    ) -> Tensor | None:
+        """Memory tokens ``(E, T, M, d)`` for a segment ``emb (E, T, d)``; advances ``state`` to its end.
+
+        Equal to ``T`` calls of ``step`` from the same state (tested); the SSM runs as a parallel
+        scan, and the store replays the segment's reads and writes. Pass a ``snapshot`` to keep the original.
+        """
+        e, t = emb.shape[:2]
+        steps = (
+            state.t.unsqueeze(1) + 1 + torch.arange(t, device=emb.device)
+        )  # t + 1, t + 2, ... until a start
+        since = torch.cummax(torch.where(start, torch.arange(t, device=emb.device), -1), dim=1).values
+        steps = torch.where(since >= 0, torch.arange(t, device=emb.device) - since, steps)
+        state.t = steps[:, -1].clone()
+        if self.n_tokens == 0:
+            return None
+        retrieved = None
+        if self.uses_store:  # reads and writes in step order; they depend on no SSM output
+            queries = self.query(emb).detach()
+            values, valid = [], []
+            for i in range(t):
+                state.store.reset(start[:, i])
+                got = state.store.read(queries[:, i], self.cfg.k)
+                values.append(got.values[:, 0])
+                valid.append(got.valid[:, 0])
+                state.store.write(
+                    emb[:, i],
+                    emb[:, i],
+                    steps[:, i],
+                    steps[:, i],
+                    None if surprise is None else surprise[:, i],
+                )
+            retrieved = (torch.stack(values, 1), torch.stack(valid, 1))
+        gist = None
+        if self.uses_ssm:
+            gist, state.ssm = self.ssm(self._ssm_input(emb, retrieved), state.ssm, reset=start)
+        return self._tokens(emb, gist, retrieved)
+
+    # --- shared by both paths ---------------------------------------------------------------------
+    def _ssm_input(self, emb: Tensor, retrieved: tuple[Tensor, Tensor] | None) -> Tensor:
+        if retrieved is None or not self.uses_store:
+            return emb
+        values, valid = retrieved
+        count = valid.sum(-1, keepdim=True).clamp(min=1)
+        return emb + self.resurface(
+            values.sum(-2) / count
+        )  # invalid values are zeros: a mean of the valid ones
+
+    def _tokens(self, emb: Tensor, gist: Tensor | None, retrieved: tuple[Tensor, Tensor] | None) -> Tensor:
+        """``emb (*lead, d)`` -> tokens ``(*lead, M, d)``: the gist first, then the retrieved steps, best first."""
+        parts = []
+        if gist is not None:
+            parts.append((gist + self.gist_type).unsqueeze(-2))
+        if retrieved is not None:
+            values, valid = retrieved  # (*lead, k, d), (*lead, k)
+            score = (values @ self.query(emb).unsqueeze(-1)).squeeze(-1) / math.sqrt(self.d_model)
+            tokens = torch.sigmoid(score).unsqueeze(-1) * self.value(values) + self.retrieved_type
+            parts.append(torch.where(valid.unsqueeze(-1), tokens, self.empty))
+        return torch.cat(parts, dim=-2)

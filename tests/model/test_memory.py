@@ -1,0 +1,116 @@
+"""The Memory module: variants, acting step by step equals the update's recompute, episode isolation, gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from devlearn.model.memory import VARIANTS, Memory, MemoryConfig
+
+D = 16
+
+
+def segment(e: int, t: int, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    emb = torch.randn(e, t, D, generator=gen)
+    start = torch.zeros(e, t, dtype=torch.bool)
+    start[:, 0] = True
+    surprise = torch.rand(e, t, generator=gen)
+    return emb, start, surprise
+
+
+def act(memory: Memory, state, emb, start, surprise):
+    """The acting path: one ``step`` per time step."""
+    tokens = [memory.step(state, emb[:, i], start[:, i], surprise[:, i]) for i in range(emb.shape[1])]
+    return None if tokens[0] is None else torch.stack(tokens, 1)
+
+
+def assert_same_state(a, b):
+    assert torch.equal(a.t, b.t)
+    if a.ssm is not None:
+        torch.testing.assert_close(a.ssm, b.ssm, atol=1e-5, rtol=0)
+    if a.store is not None:
+        for name in ("steps", "filled", "surprise", "keys"):
+            assert torch.equal(getattr(a.store, name), getattr(b.store, name)), name
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_variant_gives_its_number_of_tokens(one_thread, variant):
+    memory = Memory(D, MemoryConfig(variant=variant, k=3, capacity=8))
+    expected = {"none": 0, "window": 0, "ssm": 1, "retrieval": 3, "hybrid": 4}[variant]
+    assert memory.n_tokens == expected
+    emb, start, surprise = segment(2, 5)
+    tokens = act(memory, memory.initial_state(2), emb, start, surprise)
+    assert (tokens is None) if expected == 0 else tokens.shape == (2, 5, expected, D)
+
+
+@pytest.mark.parametrize("variant", ["ssm", "retrieval", "hybrid"])
+@pytest.mark.parametrize("write", ["always", "surprise"])
+def test_the_update_recomputes_exactly_what_acting_saw(one_thread, variant, write):
+    """Two segments with episode starts inside them and a small store (eviction at work)."""
+    torch.manual_seed(0)
+    memory = Memory(D, MemoryConfig(variant=variant, k=3, capacity=4, write=write, threshold=0.3, chunk=4))
+    with torch.no_grad():  # make resurfacing matter (it starts at zero)
+        if variant == "hybrid":
+            memory.resurface.weight.normal_(std=0.1)
+    emb, start, surprise = segment(3, 26, seed=1)
+    start[0, 9] = start[1, 13] = start[2, 20] = True
+    first, second = slice(0, 13), slice(13, 26)
+
+    state = memory.initial_state(3)
+    with torch.no_grad():
+        saved = state.snapshot()  # what the agent keeps at the segment's start
+        acted = act(memory, state, emb[:, first], start[:, first], surprise[:, first])
+        saved2 = state.snapshot()
+        acted2 = act(memory, state, emb[:, second], start[:, second], surprise[:, second])
+
+    replay = saved.snapshot()
+    recomputed = memory.sequence(replay, emb[:, first], start[:, first], surprise[:, first])
+    torch.testing.assert_close(recomputed, acted, atol=1e-5, rtol=0)
+    assert_same_state(replay, saved2)
+    recomputed2 = memory.sequence(replay, emb[:, second], start[:, second], surprise[:, second])
+    torch.testing.assert_close(recomputed2, acted2, atol=1e-5, rtol=0)
+    assert_same_state(replay, state)
+    recomputed2.sum().backward()  # the recompute is differentiable
+    grads = {n: p.grad for n, p in memory.named_parameters()}
+    assert all(g is not None and torch.isfinite(g).all() for g in grads.values()), [
+        n for n, g in grads.items() if g is None
+    ]
+    if variant != "ssm":
+        assert grads["query.weight"].abs().sum() > 0  # the scores carry gradient to the query
+
+
+def test_nothing_crosses_an_episode_start(one_thread):
+    memory = Memory(D, MemoryConfig(variant="hybrid", k=2, capacity=8))
+    emb, start, surprise = segment(1, 12)
+    start[0, 7] = True
+    tokens = memory.sequence(memory.initial_state(1), emb, start, surprise)
+    fresh = memory.sequence(memory.initial_state(1), emb[:, 7:], start[:, 7:], surprise[:, 7:])
+    torch.testing.assert_close(tokens[:, 7:], fresh, atol=1e-5, rtol=0)
+    assert torch.equal(tokens[0, 7, 1:], memory.empty.expand(2, D))  # the first step retrieves nothing
+
+
+def test_the_matching_stored_step_is_retrieved_first(one_thread):
+    """With an identity query, the step whose embedding the current one repeats comes back first."""
+    memory = Memory(D, MemoryConfig(variant="retrieval", k=2, capacity=64))
+    with torch.no_grad():
+        memory.query.weight.copy_(torch.eye(D) * 10)
+    state = memory.initial_state(1)
+    emb, start, surprise = segment(1, 30)
+    emb[0, 29] = emb[0, 3]  # the question repeats step 3's content
+    memory.sequence(state, emb[:, :29], start[:, :29], surprise[:, :29])  # the store just before step 29
+    read = state.store.read(memory.query(emb[:, 29]).detach(), 2)
+    assert read.steps[0, 0, 0] == 3 and read.valid.all()
+
+
+def test_state_memory_is_bounded_and_bad_config_is_named():
+    memory = Memory(D, MemoryConfig(variant="hybrid", capacity=100))
+    state = memory.initial_state(4)
+    before = state.nbytes
+    emb, start, surprise = segment(4, 300)
+    memory.sequence(state, emb, start, surprise)
+    assert state.nbytes == before and state.store.size.max() == 100
+    with pytest.raises(ValueError, match="memory.variant='lstm' is not valid; allowed values: none, window"):
+        Memory(D, MemoryConfig(variant="lstm"))
+    with pytest.raises(ValueError, match="write='top' is not valid"):
+        Memory(D, MemoryConfig(write="top"))
