@@ -253,7 +253,8 @@ class DevelopmentalAgent:
                 )  # fmt: skip
                 losses = {"train": pg.total}
                 if self.wm is not None:
-                    sub = slice(0, cfg.world_model.batch_size)  # the minibatch is in random order already
+                    # the minibatch is in random order already: its first windows are a random sample
+                    sub = slice(0, max(1, round(len(mb) * cfg.world_model.batch_fraction)))
                     w_sub = Window(*(x[sub] if isinstance(x, Tensor) else x for x in w))
                     wm_total, wm_logs, surprise = self._world_model_loss(ev.h_act[sub], w_sub, pos[sub])
                     losses["world_model"] = self.world_model_coef * wm_total

@@ -48,9 +48,9 @@ class WorldModelConfig:
     latent: bool = True
     latent_weight: float = 1.0
     k: int = 1  # latent rollout depth: predict o_{t+1} .. o_{t+k}
-    # windows of each PPO minibatch the world-model loss reads (the decoder costs per observation token;
-    # every transition is still predicted about n_epochs * batch_size / minibatch size times per rollout)
-    batch_size: int = 64
+    # share of each PPO minibatch's windows the world-model loss reads: the decoder costs per observation
+    # token, and each transition is still predicted about n_epochs * batch_fraction times per rollout
+    batch_fraction: float = 0.25
     ema_tau: float = 0.01  # Polyak rate: target <- (1 - tau) * target + tau * online
 
 
