@@ -1,4 +1,4 @@
-"""The ``devlearn`` command: ``train`` (Hydra), ``eval`` and ``envs``.
+"""The ``devlearn`` command: ``train`` (Hydra), ``eval``, ``report`` and ``envs``.
 
 ``devlearn train`` hands its arguments to Hydra, so everything Hydra offers works
 (``env=carwash``, ``agent.total_timesteps=5000``, ``-m seed=0,1,2``, ``--cfg job``). Before Hydra
@@ -28,6 +28,7 @@ commands:
   train [overrides]      train an agent (Hydra): devlearn train env=cliff agent=ppo seed=0
   eval run_dir=PATH [split=heldout] [episodes=100]
                          evaluate a trained run: return, success, catastrophe rate, cost
+  report DIR             aggregate the runs under DIR (a sweep): medians, bootstrap 95% CIs, curves
   envs [--all]           list registered environments (--all adds every Gymnasium id)
 """
 
@@ -177,10 +178,14 @@ def main(argv: list[str] | None = None) -> None:
             _train_main()
         elif command == "eval":
             _eval(rest)
+        elif command == "report":
+            from devlearn.report import main as report_main
+
+            report_main(rest)
         elif command == "envs":
             _envs(rest)
         else:
-            close = difflib.get_close_matches(command, ["train", "eval", "envs"], n=1)
+            close = difflib.get_close_matches(command, ["train", "eval", "report", "envs"], n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"Unknown command {command!r}.{hint}\n{USAGE}")
     except (ConfigError, RegistryError) as err:
