@@ -141,7 +141,9 @@ def load_runs(root: Path) -> list[Run]:
     not silently skipped: a median over the seeds that happened to finish would be biased.
     """
     if not root.is_dir():
-        raise ReportError(f"{root} is not a folder. Give the folder of a sweep (runs/multirun-...) or of runs.")
+        raise ReportError(
+            f"{root} is not a folder. Give the folder of a sweep (runs/multirun-...) or of runs."
+        )
     folders = {p.parent for p in root.rglob("results.json")}
     folders |= {p.parent.parent for p in root.rglob(".hydra/config.yaml")}
     if not folders:
@@ -164,7 +166,9 @@ def load_runs(root: Path) -> list[Run]:
         except (OSError, json.JSONDecodeError) as err:
             raise ReportError(f"Run {name}: results.json is not valid JSON ({err}).") from None
         if not isinstance(results, dict) or "eval" not in results:
-            raise ReportError(f"Run {name}: results.json has no 'eval' table; it was not written by devlearn train.")
+            raise ReportError(
+                f"Run {name}: results.json has no 'eval' table; it was not written by devlearn train."
+            )
         config = _read_yaml(folder / ".hydra" / "config.yaml", root)
         overrides_file = folder / ".hydra" / "overrides.yaml"
         overrides = _read_yaml(overrides_file, root) if overrides_file.is_file() else []
@@ -215,10 +219,15 @@ def _label(runs_by_group: list[list[Run]]) -> list[str]:
         if "agent.name" in varying:  # agent=... implies its own keys: name the agent, not each key
             varying = ["agent.name"] + [k for k in varying if not k.startswith("agent.")]
         labels = [
-            " ".join(f"{k}={s.get(k, '-')}".replace("'", "").replace("agent.name=", "agent=") for k in varying[:4])
+            " ".join(
+                f"{k}={s.get(k, '-')}".replace("'", "").replace("agent.name=", "agent=") for k in varying[:4]
+            )
             for s in settings
         ]
-    labels = [label or f"{runs[0].config.get('agent.name', 'run')}" for label, runs in zip(labels, runs_by_group)]
+    labels = [
+        label or f"{runs[0].config.get('agent.name', 'run')}"
+        for label, runs in zip(labels, runs_by_group, strict=True)
+    ]
     seen: dict[str, int] = {}
     for i, label in enumerate(labels):  # two settings the overrides do not tell apart still get two names
         seen[label] = seen.get(label, 0) + 1
@@ -233,7 +242,7 @@ def group_runs(runs: list[Run]) -> list[Group]:
     for run in runs:
         grouped.setdefault(_setting(run), []).append(run)
     members = list(grouped.values())
-    return [Group(label, rs) for label, rs in zip(_label(members), members)]
+    return [Group(label, rs) for label, rs in zip(_label(members), members, strict=True)]
 
 
 # --------------------------------------------------------------------------------------------- figures
@@ -334,7 +343,9 @@ def read_scalars(run: Run, tags: tuple[str, ...] = CURVE_TAGS) -> dict[str, tupl
     out = {}
     for tag in tags:
         if tag in have:
-            points = sorted({e.step: e.value for e in events.Scalars(tag)}.items())  # a resumed run repeats steps
+            points = sorted(
+                {e.step: e.value for e in events.Scalars(tag)}.items()
+            )  # a resumed run repeats steps
             out[tag] = (np.array([p[0] for p in points], float), np.array([p[1] for p in points], float))
     return out
 
@@ -372,7 +383,7 @@ def plot_curves(groups: list[Group], path: Path, env: str) -> bool:
         return False
     fig, axes = plt.subplots(1, len(CURVE_TAGS), figsize=(5 * len(CURVE_TAGS), 3.8), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, tag in zip(axes[0], CURVE_TAGS):
+    for ax, tag in zip(axes[0], CURVE_TAGS, strict=True):
         for i, group in enumerate(groups):
             band = curve_bands([scalars[id(r)][tag] for r in group.runs if tag in scalars[id(r)]])
             if band is None:
@@ -397,7 +408,9 @@ def plot_curves(groups: list[Group], path: Path, env: str) -> bool:
 # ------------------------------------------------------------------------------------------------ main
 
 
-def report(root: Path, out: Path | None = None, env: str | None = None, resamples: int = 10_000) -> dict[str, Any]:
+def report(
+    root: Path, out: Path | None = None, env: str | None = None, resamples: int = 10_000
+) -> dict[str, Any]:
     """Aggregate the runs under ``root``; write ``report.json``, ``report.md`` and ``curves.png`` to ``out``.
 
     Raises ``ReportError`` (one line) for input that cannot be aggregated.
@@ -456,14 +469,18 @@ def main(args: list[str]) -> None:
         if arg.startswith("--"):
             name, _, value = arg.partition("=")
             if name not in ("--out", "--env", "--resamples"):
-                raise ReportError(f"Unknown option {name!r}. Allowed: --out, --env, --resamples (see devlearn report --help).")
+                raise ReportError(
+                    f"Unknown option {name!r}. Allowed: --out, --env, --resamples (see devlearn report --help)."
+                )
             options[name] = value or next(it, "")
             if not options[name]:
                 raise ReportError(f"{name} needs a value (see devlearn report --help).")
         else:
             positional.append(arg)
     if len(positional) != 1:
-        raise ReportError(f"devlearn report takes one folder, got {len(positional)}: {' '.join(positional) or '(none)'}.")
+        raise ReportError(
+            f"devlearn report takes one folder, got {len(positional)}: {' '.join(positional) or '(none)'}."
+        )
     try:
         resamples = int(options.get("--resamples", 10_000))
     except ValueError:

@@ -88,7 +88,9 @@ def test_bootstrap_ci_matches_the_exact_bootstrap(values):
 
 def test_bootstrap_of_one_value_and_nans():
     assert bootstrap_median_ci(np.array([4.0])) == (4.0, 4.0, 4.0)
-    median, low, high = bootstrap_median_ci(np.array([1.0, np.nan, 3.0]))  # a run without the figure is dropped
+    median, low, high = bootstrap_median_ci(
+        np.array([1.0, np.nan, 3.0])
+    )  # a run without the figure is dropped
     assert median == 2.0 and (low, high) == pytest.approx(exact_bootstrap_ci([1.0, 3.0]))
     assert all(np.isnan(bootstrap_median_ci(np.array([np.nan, np.nan]))))
 
@@ -140,9 +142,14 @@ def test_a_hand_made_set_without_overrides_is_labelled_by_the_differing_keys(tmp
             make_run(run, "developmental", seed, 1.0, lr=lr)
             (run / ".hydra" / "overrides.yaml").unlink()
     summary = report(tmp_path, resamples=200)
-    assert sorted(g["label"] for g in summary["groups"]) == ["agent.learning_rate=0.0003", "agent.learning_rate=0.001"]
+    assert sorted(g["label"] for g in summary["groups"]) == [
+        "agent.learning_rate=0.0003",
+        "agent.learning_rate=0.001",
+    ]
     assert all(len(g["runs"]) == 2 for g in summary["groups"])
-    assert summary["curves"] is None and not (tmp_path / "curves.png").exists()  # no tb/: no picture, no crash
+    assert (
+        summary["curves"] is None and not (tmp_path / "curves.png").exists()
+    )  # no tb/: no picture, no crash
 
 
 def test_cli_prints_the_table_and_where_it_wrote(sweep, capsys):
