@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
-from devlearn.config import AGENTS, agent_keys, register_configs, schema_keys
+from devlearn.config import AGENTS, OBJECTIVES, agent_keys, register_configs, schema_keys
 from devlearn.errors import ConfigError
 from devlearn.registry import RegistryError
 
@@ -91,7 +91,8 @@ def check_overrides(args: list[str]) -> None:
         key = override.key_or_group
         if override.is_add() or override.is_delete() or key in GROUPS:
             continue
-        if key.startswith("hydra.") or key.startswith(FREE_FORM) or key in known:
+        # hydra.* keys and Hydra's own groups (hydra/launcher=joblib, hydra/sweeper=...) are Hydra's to check
+        if key.startswith(("hydra.", "hydra/")) or key.startswith(FREE_FORM) or key in known:
             continue
         if key.startswith("agent."):
             for name in agents:
@@ -105,14 +106,22 @@ def check_overrides(args: list[str]) -> None:
 
 
 @hydra.main(config_path="pkg://devlearn.configs", config_name="train", version_base="1.3")
-def _train_main(cfg: DictConfig) -> None:
+def _train_main(cfg: DictConfig) -> float | None:
+    """One run. Returns the figure named by ``objective`` (what a sweeper such as Optuna optimizes), else None."""
+    from devlearn.report import final_figures
     from devlearn.train.run import train  # torch and SB3 load only when a run starts
 
     try:
-        train(cfg, Path(HydraConfig.get().runtime.output_dir))
+        if cfg.get("objective") is None and "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")):
+            raise ConfigError(
+                "The Optuna sweeper needs a figure to optimize: add objective=NAME. "
+                f"Allowed values: {', '.join(OBJECTIVES)}."
+            )
+        results = train(cfg, Path(HydraConfig.get().runtime.output_dir))
     except (ConfigError, RegistryError) as err:
         print(f"devlearn: error: {err}", file=sys.stderr)
         sys.exit(2)
+    return None if cfg.get("objective") is None else final_figures(results)[cfg.objective]
 
 
 def _eval(args: list[str]) -> None:

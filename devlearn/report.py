@@ -44,6 +44,7 @@ Writes OUT/report.json, OUT/report.md and OUT/curves.png (OUT defaults to DIR) a
 NOT_GROUPED = ("seed", "resume", "log.progress_bar", "log.video", "log.video_max_steps")
 # The learning curves drawn, from the RunLog's TensorBoard tags (devlearn/logging/runlog.py).
 CURVE_TAGS = ("rollout/return", "rollout/success_rate", "rollout/catastrophe_rate")
+EVAL_FIGURES = ("return", "success", "catastrophe_rate")  # per eval split, from results.json's table
 CURVE_POINTS = 100  # curves are interpolated onto this many common env-step points
 CONFIDENCE = 0.95
 
@@ -248,14 +249,19 @@ def group_runs(runs: list[Run]) -> list[Group]:
 # --------------------------------------------------------------------------------------------- figures
 
 
-def final_figures(run: Run) -> dict[str, float]:
-    """The final figures of one run, by metric name: eval splits, training catastrophes, steps/s."""
+def final_figures(results: dict[str, Any]) -> dict[str, float]:
+    """The final figures of one run's ``results.json``, by name: ``<split>/return``, ``<split>/success``,
+    ``<split>/catastrophe_rate`` for each eval split, ``training/catastrophes`` and ``env_steps_per_second``.
+
+    The same names are what ``objective=`` accepts (``devlearn.config.OBJECTIVES``), so a sweep optimizes
+    exactly a figure the report shows.
+    """
     out: dict[str, float] = {}
-    for split, row in run.results.get("eval", {}).items():
-        for key in ("return", "success", "catastrophe_rate"):
+    for split, row in results.get("eval", {}).items():
+        for key in EVAL_FIGURES:
             out[f"{split}/{key}"] = _number(row.get(key))
-    out["training/catastrophes"] = _number(run.results.get("training", {}).get("catastrophes"))
-    out["env_steps_per_second"] = _number(run.results.get("env_steps_per_second"))
+    out["training/catastrophes"] = _number(results.get("training", {}).get("catastrophes"))
+    out["env_steps_per_second"] = _number(results.get("env_steps_per_second"))
     return out
 
 
@@ -270,7 +276,7 @@ def aggregate(groups: list[Group], resamples: int = 10_000) -> list[str]:
     """Fill each group's ``figures``; return the metric names, in table order."""
     metrics: list[str] = []
     for group in groups:
-        per_run = [final_figures(r) for r in group.runs]
+        per_run = [final_figures(r.results) for r in group.runs]
         for name in per_run[0]:
             if name not in metrics:
                 metrics.append(name)
