@@ -293,7 +293,8 @@ def aggregate(groups: list[Group], resamples: int = 10_000) -> list[str]:
 def _cell(fig: dict[str, float] | None) -> str:
     if fig is None or math.isnan(fig["median"]):
         return "-"
-    digits = 0 if abs(fig["median"]) >= 100 else 3
+    size = abs(fig["median"])
+    digits = 0 if size >= 100 else 1 if size >= 10 else 3  # rates and returns keep 3 decimals, steps/s none
     return f"{fig['median']:.{digits}f} [{fig['ci_low']:.{digits}f}, {fig['ci_high']:.{digits}f}]"
 
 

@@ -29,6 +29,8 @@ def test_no_top_level_envs_or_agents_module_is_installed(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {n.split("/")[0] for n in names}
     assert top_level == {"devlearn", wheel.name.split("-py")[0] + ".dist-info"}
+    for config in ("launcher/slurm.yaml", "launcher/ray_cluster.yaml", "sweeper/cliff_search.yaml"):
+        assert f"devlearn/configs/hydra/{config}" in names  # hydra/launcher=slurm works from an installed wheel
     assert "devlearn/envs/cliff_edge.py" in names and "devlearn/agents/sb3_vec.py" in names
     assert "devlearn/configs/train.yaml" in names and "devlearn/configs/env/cliff.yaml" in names
     # And outside the repo, `import envs` fails while `devlearn.envs` is found.
