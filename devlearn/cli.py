@@ -1,4 +1,4 @@
-"""The ``devlearn`` command: ``train`` (Hydra), ``eval`` and ``envs``.
+"""The ``devlearn`` command: ``train`` (Hydra), ``eval``, ``report`` and ``envs``.
 
 ``devlearn train`` hands its arguments to Hydra, so everything Hydra offers works
 (``env=carwash``, ``agent.total_timesteps=5000``, ``-m seed=0,1,2``, ``--cfg job``). Before Hydra
@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
-from devlearn.config import AGENTS, agent_keys, register_configs, schema_keys
+from devlearn.config import AGENTS, OBJECTIVES, agent_keys, register_configs, schema_keys
 from devlearn.errors import ConfigError
 from devlearn.registry import RegistryError
 
@@ -28,6 +28,7 @@ commands:
   train [overrides]      train an agent (Hydra): devlearn train env=cliff agent=ppo seed=0
   eval run_dir=PATH [split=heldout] [episodes=100]
                          evaluate a trained run: return, success, catastrophe rate, cost
+  report DIR             aggregate the runs under DIR (a sweep): medians, bootstrap 95% CIs, curves
   envs [--all]           list registered environments (--all adds every Gymnasium id)
 """
 
@@ -90,7 +91,8 @@ def check_overrides(args: list[str]) -> None:
         key = override.key_or_group
         if override.is_add() or override.is_delete() or key in GROUPS:
             continue
-        if key.startswith("hydra.") or key.startswith(FREE_FORM) or key in known:
+        # hydra.* keys and Hydra's own groups (hydra/launcher=joblib, hydra/sweeper=...) are Hydra's to check
+        if key.startswith(("hydra.", "hydra/")) or key.startswith(FREE_FORM) or key in known:
             continue
         if key.startswith("agent."):
             for name in agents:
@@ -104,14 +106,22 @@ def check_overrides(args: list[str]) -> None:
 
 
 @hydra.main(config_path="pkg://devlearn.configs", config_name="train", version_base="1.3")
-def _train_main(cfg: DictConfig) -> None:
+def _train_main(cfg: DictConfig) -> float | None:
+    """One run. Returns the figure named by ``objective`` (what a sweeper such as Optuna optimizes), else None."""
+    from devlearn.report import final_figures
     from devlearn.train.run import train  # torch and SB3 load only when a run starts
 
     try:
-        train(cfg, Path(HydraConfig.get().runtime.output_dir))
+        if cfg.get("objective") is None and "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")):
+            raise ConfigError(
+                "The Optuna sweeper needs a figure to optimize: add objective=NAME. "
+                f"Allowed values: {', '.join(OBJECTIVES)}."
+            )
+        results = train(cfg, Path(HydraConfig.get().runtime.output_dir))
     except (ConfigError, RegistryError) as err:
         print(f"devlearn: error: {err}", file=sys.stderr)
         sys.exit(2)
+    return None if cfg.get("objective") is None else final_figures(results)[cfg.objective]
 
 
 def _eval(args: list[str]) -> None:
@@ -177,10 +187,14 @@ def main(argv: list[str] | None = None) -> None:
             _train_main()
         elif command == "eval":
             _eval(rest)
+        elif command == "report":
+            from devlearn.report import main as report_main
+
+            report_main(rest)
         elif command == "envs":
             _envs(rest)
         else:
-            close = difflib.get_close_matches(command, ["train", "eval", "envs"], n=1)
+            close = difflib.get_close_matches(command, ["train", "eval", "report", "envs"], n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"Unknown command {command!r}.{hint}\n{USAGE}")
     except (ConfigError, RegistryError) as err:

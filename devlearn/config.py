@@ -24,6 +24,7 @@ from devlearn.model.world_model import WorldModelConfig
 __all__ = [
     "AGENTS",
     "AGENT_SCHEMAS",
+    "OBJECTIVES",
     "ConfigError",
     "CoreConfig",
     "DevelopmentalConfig",
@@ -39,6 +40,11 @@ __all__ = [
 DEVICES = ("auto", "cpu", "cuda")
 VECTORIZATIONS = ("auto", "twin", "sync")
 SPLITS = ("train", "heldout")
+# What a run can return to a sweeper (`objective=`): the figures `devlearn report` aggregates.
+OBJECTIVES = tuple(f"{s}/{k}" for s in SPLITS for k in ("return", "success", "catastrophe_rate")) + (
+    "training/catastrophes",
+    "env_steps_per_second",
+)
 
 
 @dataclass
@@ -144,6 +150,8 @@ class TrainConfig:
     device: str = "auto"
     resume: bool = False  # continue the newest run of this env, agent and seed from its checkpoint
     checkpoint_every: int = 20_000  # env steps between checkpoints
+    # The final figure the run returns to Hydra's sweeper (Optuna optimizes it); None: the run returns nothing.
+    objective: str | None = None
 
 
 def register_configs() -> None:
@@ -201,6 +209,8 @@ def validate(cfg: Any) -> None:
             raise ConfigError(
                 f"agent.shield_tau={agent.shield_tau!r} must be in [0, 1] (a probability; 1 turns the shield off)."
             )
+    if cfg.get("objective") is not None:
+        _choice("objective", cfg.objective, OBJECTIVES)
     if "split" in cfg.env.kwargs:
         _choice("env.kwargs.split", cfg.env.kwargs.split, SPLITS)
 

@@ -29,6 +29,8 @@ def test_no_top_level_envs_or_agents_module_is_installed(wheel, tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {n.split("/")[0] for n in names}
     assert top_level == {"devlearn", wheel.name.split("-py")[0] + ".dist-info"}
+    for config in ("launcher/slurm.yaml", "launcher/ray_cluster.yaml", "sweeper/cliff_search.yaml"):
+        assert f"devlearn/configs/hydra/{config}" in names  # hydra/launcher=slurm works from an installed wheel
     # And outside the repo, `import envs` fails while `devlearn.envs` is found.
     code = "import importlib.util as u; print(u.find_spec('envs') is None, u.find_spec('agents') is None, u.find_spec('devlearn.envs') is not None)"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)

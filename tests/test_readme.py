@@ -1,5 +1,8 @@
 """Every command the README shows runs, and CI runs the README's own test command."""
 
+import importlib.util
+import math
+import os
 import re
 import shlex
 import subprocess
@@ -59,9 +62,50 @@ def test_quickstart_trains_the_default_agent(tmp_path):
     assert list((run_dir / "tb").glob("events.out.tfevents.*")) and (run_dir / "checkpoint.pt").is_file()
 
 
-@pytest.mark.parametrize("line", readme_lines("devlearn train "), ids=lambda line: line)
+def expected_runs(args: list[str]) -> int:
+    """How many runs a command makes: 1, or the product of its comma-separated sweeps, or an Optuna budget."""
+    if "-m" not in args:
+        return 1
+    for arg in args:
+        if arg.startswith("hydra.sweeper.n_trials="):
+            return int(arg.split("=")[1])
+    return math.prod(len(a.split("=", 1)[1].split(",")) for a in args if "=" in a and "," in a)
+
+
+def for_this_machine(args: list[str]) -> list[str]:
+    """README sweep commands as a test can run them: no SLURM here, so its jobs go to submitit's local
+    executor (configs/hydra/launcher/slurm.yaml itself is tested in tests/test_sweeps.py); an Optuna search
+    gets two trials. Skips when the launcher's plugin (the cluster extra) is not installed."""
+    plugins = {
+        "slurm": "hydra_submitit_launcher",
+        "submitit": "hydra_submitit_launcher",
+        "joblib": "hydra_joblib_launcher",
+    }
+    plugins |= {"ray": "hydra_ray_launcher", "sweeper=": "hydra_optuna_sweeper"}
+    for word, plugin in plugins.items():
+        if any(word in a for a in args if a.startswith("hydra/")) and not importlib.util.find_spec(
+            f"hydra_plugins.{plugin}"
+        ):
+            pytest.skip(f"{plugin} is not installed (pip install -e '.[cluster]')")
+    args = [a for a in args if not a.startswith("hydra.launcher.partition=")]
+    args = [a.replace("hydra/launcher=slurm", "hydra/launcher=submitit_local") for a in args]
+    if any(a.startswith("hydra/sweeper=") for a in args):
+        args.append("hydra.sweeper.n_trials=2")
+    return args
+
+
+def train_lines() -> list:
+    # Ray starts a local cluster (several processes, a minute on 2 cores): slow, and its wheel is not in the test extra
+    slow = pytest.mark.slow
+    return [
+        pytest.param(line, marks=slow) if "launcher=ray" in line else line
+        for line in readme_lines("devlearn train ")
+    ]
+
+
+@pytest.mark.parametrize("line", train_lines(), ids=lambda line: line)
 def test_readme_train_commands_run(line, tmp_path):
-    args = shrink(shlex.split(line)[1:])
+    args = for_this_machine(shrink(shlex.split(line)[1:]))
     if "resume=true" in args:  # there must be a run to resume: make one, then resume it for more steps
         first = [a for a in args if a != "resume=true"]
         subprocess.run(
@@ -70,15 +114,35 @@ def test_readme_train_commands_run(line, tmp_path):
         args = [
             a if not a.startswith("agent.total_timesteps=") else "agent.total_timesteps=512" for a in args
         ]
+    # Launchers that run jobs side by side (submitit_local starts all at once) on 2 shared cores: one torch
+    # thread per job, or the jobs' threads fight for the cores (joblib sets this for its own workers).
+    env = {**os.environ, "OMP_NUM_THREADS": "1"} if "-m" in args else None
     out = subprocess.run(
-        [str(BIN / "devlearn"), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600
+        [str(BIN / "devlearn"), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env
     )
     assert out.returncode == 0, out.stdout + out.stderr
     if "--cfg" in args:
         assert "env:" in out.stdout and "agent:" in out.stdout
     else:
         results = list((tmp_path / "runs").rglob("results.json"))
-        assert len(results) == (3 if "-m" in args else 1)
+        assert len(results) == expected_runs(args)
+
+
+def test_readme_report_command_runs(tmp_path):
+    (line,) = readme_lines("devlearn report ")
+    sweep = ["train", "-m", "seed=0,1", "agent=ppo", *shrink([])]
+    subprocess.run(
+        [str(BIN / "devlearn"), *sweep], cwd=tmp_path, check=True, capture_output=True, timeout=600
+    )
+    (sweep_dir,) = (tmp_path / "runs").glob("multirun-*")
+    args = [a.replace("runs/multirun-DATE", str(sweep_dir)) for a in shlex.split(line)[1:]]
+    out = subprocess.run(
+        [str(BIN / "devlearn"), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr
+    assert "agent=ppo" in out.stdout or "seeds: 0, 1" in out.stdout
+    for name in ("report.json", "report.md", "curves.png"):
+        assert (sweep_dir / name).is_file()
 
 
 def test_readme_eval_command_runs(tmp_path):

@@ -20,7 +20,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from devlearn.agents import make_agent, observation_wrappers
 from devlearn.agents.base import has_checkpoint
-from devlearn.config import ConfigError, validate
+from devlearn.config import OBJECTIVES, ConfigError, validate
 from devlearn.envs.vector.make import accepts_kwarg, make_vector_env
 from devlearn.logging.media import record_episode
 from devlearn.logging.runlog import RunLog
@@ -48,9 +48,26 @@ def find_resumable(cfg: DictConfig, run_dir: Path) -> Path:
     return candidates[-1]
 
 
+def eval_splits(cfg: DictConfig) -> list[str]:
+    """The splits the final table reports: train, and ``env.eval_split`` if the env takes a split."""
+    splits = ["train"]
+    if cfg.env.eval_split != "train" and accepts_kwarg(cfg.env.id, "split"):
+        splits.append(cfg.env.eval_split)
+    return splits
+
+
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train ``cfg.agent`` on ``cfg.env``; write TensorBoard logs, checkpoints and ``results.json`` under ``run_dir``."""
     validate(cfg)
+    if cfg.get("objective") is not None:  # checked now, not after training: the env may have no such split
+        allowed = [
+            o for o in OBJECTIVES if "/" not in o or o.split("/")[0] in [*eval_splits(cfg), "training"]
+        ]
+        if cfg.objective not in allowed:
+            raise ConfigError(
+                f"objective={cfg.objective!r}: {cfg.env.id} is evaluated on {' and '.join(eval_splits(cfg))} only. "
+                f"Allowed values here: {', '.join(allowed)}."
+            )
     device = resolve_device(cfg.device)
     if cfg.resume:
         run_dir = find_resumable(cfg, run_dir)
@@ -80,9 +97,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     env.close()
 
     # held-out evaluation: the figures a paper would quote
-    splits = ["train"]
-    if cfg.env.eval_split != "train" and accepts_kwarg(cfg.env.id, "split"):
-        splits.append(cfg.env.eval_split)
+    splits = eval_splits(cfg)
     table = {}
     for split in splits:
         kwargs = {**env_kwargs, "split": split} if split != "train" else env_kwargs
