@@ -53,8 +53,10 @@ class GrokConfig:
     n_layers: int = 1
     n_heads: int = 4
     # multiplies every weight matrix and embedding after the core's GPT-2 init (std 0.02): a large initial
-    # weight norm is what makes generalisation wait for weight decay (Liu et al. 2022, "Omnigrok")
-    init_scale: float = 1.0
+    # weight norm is what makes generalisation wait for weight decay (Liu et al. 2022, "Omnigrok"). At 1 the
+    # core generalises almost as soon as it memorises (a + b mod 97, half the pairs: 99% validation accuracy
+    # ~50 steps after 99% train); at 8 it memorises early and generalises late, the published shape.
+    init_scale: float = 8.0
     data_seed: int = (
         0  # draws the random split; fixed across seeds, so their ensemble scores one validation set
     )
