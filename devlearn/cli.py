@@ -56,17 +56,19 @@ DYNAMIC_OPTIONS = {  # devlearn eval option -> (DynamicEvalConfig field, type)
     "dynamic_core": ("train_core", bool),
 }
 
+ENVS_USAGE = """usage: devlearn envs [--all]
+
+List the registered environments with their spaces (--all adds every Gymnasium id).
+"""
+
 
 def _flag(key: str, value: str) -> bool:
+    """``true``/``false`` (also 1/0, yes/no) from the command line."""
     if value.lower() in ("true", "1", "yes"):
         return True
     if value.lower() in ("false", "0", "no"):
         return False
     raise ConfigError(f"{key}={value!r} must be true or false.")
-ENVS_USAGE = """usage: devlearn envs [--all]
-
-List the registered environments with their spaces (--all adds every Gymnasium id).
-"""
 
 
 def _chosen_agents(overrides: list) -> list[str]:
@@ -86,7 +88,11 @@ def _check_schedule_choice(overrides: list) -> None:
     for override in overrides:
         if override.key_or_group != "schedule":
             continue
-        names = list(override.sweep_string_iterator()) if override.is_sweep_override() else [str(override.value())]
+        names = (
+            list(override.sweep_string_iterator())
+            if override.is_sweep_override()
+            else [str(override.value())]
+        )
         for name in names:
             if name not in SCHEDULES:
                 close = difflib.get_close_matches(name, SCHEDULES, n=1)
