@@ -37,12 +37,19 @@ def observation_wrappers(agent: str, env_id: str, **env_kwargs: Any) -> list[Cal
     return sb3_observation_wrappers(space)
 
 
-def make_agent(cfg: Any, env: gymnasium.vector.VectorEnv, seed: int, device: str, writer: Any) -> Agent:
-    """Build the agent ``cfg.name`` for ``env`` (a next-step-autoreset VectorEnv)."""
+def make_agent(
+    cfg: Any, env: gymnasium.vector.VectorEnv, seed: int, device: str, writer: Any, schedule: Any = None
+) -> Agent:
+    """Build the agent ``cfg.name`` for ``env`` (a next-step-autoreset VectorEnv).
+
+    ``schedule``: the run's ``ScheduleConfig`` (LR and weight decay per update; None: constant), which
+    the developmental agent and its ablation apply; ``devlearn.config.validate`` refuses another
+    schedule than constant for the others.
+    """
     if cfg.name in ("developmental", "ablation"):
         from devlearn.agents.developmental.agent import DevelopmentalAgent
 
-        return DevelopmentalAgent(cfg, env, seed, device, writer)
+        return DevelopmentalAgent(cfg, env, seed, device, writer, schedule)
     if cfg.name in ("ppo", "recurrent_ppo"):
         from devlearn.agents.sb3.agent import SB3Agent
 

@@ -1,4 +1,4 @@
-"""The ``devlearn`` command: ``train`` (Hydra), ``eval``, ``report`` and ``envs``.
+"""The ``devlearn`` command: ``train`` and ``grok`` (Hydra), ``eval``, ``report`` and ``envs``.
 
 ``devlearn train`` hands its arguments to Hydra, so everything Hydra offers works
 (``env=carwash``, ``agent.total_timesteps=5000``, ``-m seed=0,1,2``, ``--cfg job``). Before Hydra
@@ -26,25 +26,50 @@ USAGE = """usage: devlearn <command> [arguments]
 
 commands:
   train [overrides]      train an agent (Hydra): devlearn train env=cliff agent=ppo seed=0
-  eval run_dir=PATH [split=heldout] [episodes=100]
+  grok [overrides]       grokking on modular arithmetic (Hydra): devlearn grok schedule=catapult_sleep n_seeds=3
+  eval run_dir=PATH [split=heldout] [episodes=100] [dynamic_eval=true]
                          evaluate a trained run: return, success, catastrophe rate, cost
   report DIR             aggregate the runs under DIR (a sweep): medians, bootstrap 95% CIs, curves
   envs [--all]           list registered environments (--all adds every Gymnasium id)
 """
 
-GROUPS = ("env", "agent", "hydra")
+GROUPS = ("env", "agent", "schedule", "hydra")
 FREE_FORM = ("env.kwargs.",)  # dict-valued nodes: any sub-key is the user's to choose
 DEFAULT_AGENT = "developmental"  # configs/train.yaml's default
 
 EVAL_USAGE = """usage: devlearn eval run_dir=PATH [split=train|heldout] [episodes=N] [seed=S] [--json]
+                     [dynamic_eval=true [dynamic_lr=1e-3] [dynamic_steps=1] [dynamic_batch=32]
+                      [dynamic_sleep=0.0] [dynamic_core=false]]
 
 Evaluate a trained run on many episodes: return, success, catastrophe rate, cost, length.
 Prints a table (or JSON with --json) and writes eval-<split>.json beside the run's checkpoint.
+
+dynamic_eval=true: the world model (with dynamic_core=true, the core too) keeps learning within each
+episode on a copy of the weights (dynamic_lr, dynamic_steps gradient steps per env step on the last
+dynamic_batch transitions, then a pull of dynamic_sleep back towards the saved weights); the table adds
+the world-model loss per transition without and with it. The checkpoint is never written.
 """
+DYNAMIC_OPTIONS = {  # devlearn eval option -> (DynamicEvalConfig field, type)
+    "dynamic_lr": ("lr", float),
+    "dynamic_steps": ("steps", int),
+    "dynamic_batch": ("batch", int),
+    "dynamic_sleep": ("sleep", float),
+    "dynamic_core": ("train_core", bool),
+}
+
 ENVS_USAGE = """usage: devlearn envs [--all]
 
 List the registered environments with their spaces (--all adds every Gymnasium id).
 """
+
+
+def _flag(key: str, value: str) -> bool:
+    """``true``/``false`` (also 1/0, yes/no) from the command line."""
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{key}={value!r} must be true or false.")
 
 
 def _chosen_agents(overrides: list) -> list[str]:
@@ -55,6 +80,27 @@ def _chosen_agents(overrides: list) -> list[str]:
                 return list(override.sweep_string_iterator())
             return [str(override.value())]
     return [DEFAULT_AGENT]
+
+
+def _check_schedule_choice(overrides: list) -> None:
+    """``schedule=<name>`` must name a file of ``configs/schedule/`` (answered before Hydra's longer error)."""
+    from devlearn.train.schedules import SCHEDULES
+
+    for override in overrides:
+        if override.key_or_group != "schedule":
+            continue
+        names = (
+            list(override.sweep_string_iterator())
+            if override.is_sweep_override()
+            else [str(override.value())]
+        )
+        for name in names:
+            if name not in SCHEDULES:
+                close = difflib.get_close_matches(name, SCHEDULES, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(
+                    f"schedule={name!r} is not allowed.{hint} Allowed values: {', '.join(SCHEDULES)}."
+                )
 
 
 def _unknown(key: str, known: list[str], scope: str) -> ConfigError:
@@ -82,6 +128,7 @@ def check_overrides(args: list[str]) -> None:
         [a for a in args if "=" in a and not a.startswith("-")]
     )
     agents = _chosen_agents(overrides)
+    _check_schedule_choice(overrides)
     for name in agents:
         if name not in AGENTS:
             close = difflib.get_close_matches(name, AGENTS, n=1)
@@ -103,6 +150,34 @@ def check_overrides(args: list[str]) -> None:
                     raise _unknown(key, list(own), f" for agent={name}{belongs}")
             continue
         raise _unknown(key, [k for k in known if k != "agent"], "")
+
+
+def check_grok_overrides(args: list[str]) -> None:
+    """``check_overrides`` for ``devlearn grok``: every key must be one of ``GrokConfig``'s."""
+    from devlearn.grok import GrokConfig
+
+    known = schema_keys(GrokConfig)
+    overrides = OverridesParser.create().parse_overrides(
+        [a for a in args if "=" in a and not a.startswith("-")]
+    )
+    _check_schedule_choice(overrides)
+    for override in overrides:
+        key = override.key_or_group
+        if override.is_add() or override.is_delete() or key == "schedule" or key.startswith("hydra"):
+            continue
+        if key not in known:
+            raise _unknown(key, list(known), " for devlearn grok")
+
+
+@hydra.main(config_path="pkg://devlearn.configs", config_name="grok", version_base="1.3")
+def _grok_main(cfg: DictConfig) -> None:
+    from devlearn.grok import run_grok
+
+    try:
+        run_grok(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except ConfigError as err:
+        print(f"devlearn: error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 @hydra.main(config_path="pkg://devlearn.configs", config_name="train", version_base="1.3")
@@ -132,12 +207,14 @@ def _eval(args: list[str]) -> None:
         return
 
     options = dict(a.split("=", 1) for a in args if "=" in a)
-    unknown = sorted(set(options) - {"run_dir", "split", "episodes", "seed"}) + [
-        a for a in args if "=" not in a and a != "--json"
-    ]
+    allowed = {"run_dir", "split", "episodes", "seed", "dynamic_eval", *DYNAMIC_OPTIONS}
+    unknown = sorted(set(options) - allowed) + [a for a in args if "=" not in a and a != "--json"]
     if unknown or "run_dir" not in options:
+        close = difflib.get_close_matches(unknown[0].split("=")[0], sorted(allowed), n=1) if unknown else []
+        hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
-            f"devlearn eval takes run_dir=PATH [split=train|heldout] [episodes=N] [seed=S] [--json]; got {' '.join(args)!r}."
+            f"devlearn eval takes run_dir=PATH [split=train|heldout] [episodes=N] [seed=S] [--json] "
+            f"[dynamic_eval=true] [{' '.join(f'{k}=...' for k in DYNAMIC_OPTIONS)}]; got {' '.join(args)!r}.{hint}"
         )
     numbers = {}
     for key, default in (("episodes", 100), ("seed", 12345)):
@@ -145,7 +222,30 @@ def _eval(args: list[str]) -> None:
             numbers[key] = int(options.get(key, default))
         except ValueError:
             raise ConfigError(f"{key}={options[key]!r} must be an integer.") from None
-    results = evaluate_run(Path(options["run_dir"]), split=options.get("split", "heldout"), **numbers)
+    dynamic_eval = _flag("dynamic_eval", options.get("dynamic_eval", "false"))
+    given = [k for k in DYNAMIC_OPTIONS if k in options]
+    if given and not dynamic_eval:
+        raise ConfigError(f"{given[0]} is an option of dynamic evaluation: add dynamic_eval=true.")
+    dynamic = None
+    if dynamic_eval:
+        from devlearn.agents.developmental.dynamic_eval import DynamicEvalConfig, validate_dynamic_eval
+
+        dynamic = DynamicEvalConfig()
+        for key in given:
+            name, kind = DYNAMIC_OPTIONS[key]
+            try:
+                value = _flag(key, options[key]) if kind is bool else kind(options[key])
+            except ValueError:
+                raise ConfigError(f"{key}={options[key]!r} must be a {kind.__name__}.") from None
+            setattr(dynamic, name, value)
+        validate_dynamic_eval(dynamic)
+    results = evaluate_run(
+        Path(options["run_dir"]),
+        split=options.get("split", "heldout"),
+        dynamic_eval=dynamic_eval,
+        dynamic=dynamic,
+        **numbers,
+    )
     print(json.dumps(results, indent=2) if "--json" in args else results["table"])
 
 
@@ -185,6 +285,11 @@ def main(argv: list[str] | None = None) -> None:
             register_configs()
             sys.argv = ["devlearn train", *rest]
             _train_main()
+        elif command == "grok":
+            check_grok_overrides(rest)
+            register_configs()
+            sys.argv = ["devlearn grok", *rest]
+            _grok_main()
         elif command == "eval":
             _eval(rest)
         elif command == "report":
@@ -194,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
         elif command == "envs":
             _envs(rest)
         else:
-            close = difflib.get_close_matches(command, ["train", "eval", "report", "envs"], n=1)
+            close = difflib.get_close_matches(command, ["train", "grok", "eval", "report", "envs"], n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"Unknown command {command!r}.{hint}\n{USAGE}")
     except (ConfigError, RegistryError) as err:

@@ -20,6 +20,7 @@ from omegaconf import MISSING
 from devlearn.errors import ConfigError
 from devlearn.model.core import CoreConfig
 from devlearn.model.world_model import WorldModelConfig
+from devlearn.train.schedules import ScheduleConfig, validate_schedule
 
 __all__ = [
     "AGENTS",
@@ -29,6 +30,7 @@ __all__ = [
     "CoreConfig",
     "DevelopmentalConfig",
     "EnvConfig",
+    "ScheduleConfig",
     "TrainConfig",
     "WorldModelConfig",
     "agent_keys",
@@ -152,12 +154,18 @@ class TrainConfig:
     checkpoint_every: int = 20_000  # env steps between checkpoints
     # The final figure the run returns to Hydra's sweeper (Optuna optimizes it); None: the run returns nothing.
     objective: str | None = None
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)  # LR / weight decay per PPO update
 
 
 def register_configs() -> None:
-    """Register the schemas with Hydra's ConfigStore: ``train_schema`` and ``agent/<name>_schema``."""
+    """Register the schemas with Hydra's ConfigStore: ``train_schema``, ``agent/<name>_schema``,
+    ``schedule/schedule_schema`` and ``grok_schema`` (``devlearn grok``)."""
+    from devlearn.grok import GrokConfig
+
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
+    cs.store(group="schedule", name="schedule_schema", node=ScheduleConfig)
+    cs.store(name="grok_schema", node=GrokConfig)
     for name, schema in AGENT_SCHEMAS.items():
         cs.store(group="agent", name=f"{name}_schema", node=schema)
 
@@ -213,6 +221,18 @@ def validate(cfg: Any) -> None:
         _choice("objective", cfg.objective, OBJECTIVES)
     if "split" in cfg.env.kwargs:
         _choice("env.kwargs.split", cfg.env.kwargs.split, SPLITS)
+    if "schedule" in cfg:
+        validate_schedule(cfg.schedule)
+        if cfg.schedule.name != "constant" and agent.name not in ("developmental", "ablation"):
+            raise ConfigError(
+                f"schedule={cfg.schedule.name} is applied by the developmental agent (and its ablation); "
+                f"agent={agent.name} trains with its own LR. Use schedule=constant or agent=developmental."
+            )
+        if cfg.schedule.name in ("sleep", "catapult_sleep") and agent.get("weight_decay", 0.0) == 0:
+            raise ConfigError(
+                f"schedule={cfg.schedule.name} multiplies the weight decay, and agent.weight_decay=0: "
+                "set agent.weight_decay > 0 (e.g. agent.weight_decay=0.01)."
+            )
 
 
 def schema_keys(node: Any = TrainConfig, prefix: str = "") -> dict[str, Any]:

@@ -145,8 +145,8 @@ def test_readme_report_command_runs(tmp_path):
         assert (sweep_dir / name).is_file()
 
 
-def test_readme_eval_command_runs(tmp_path):
-    (line,) = readme_lines("devlearn eval ")
+@pytest.mark.parametrize("line", readme_lines("devlearn eval "), ids=lambda line: line)
+def test_readme_eval_command_runs(line, tmp_path):
     train = ["train", *shrink([])]
     subprocess.run(
         [str(BIN / "devlearn"), *train], cwd=tmp_path, check=True, capture_output=True, timeout=600
@@ -158,7 +158,24 @@ def test_readme_eval_command_runs(tmp_path):
         [str(BIN / "devlearn"), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600
     )
     assert out.returncode == 0, out.stderr
-    assert (run_dir / "eval-heldout.json").is_file()
+    dynamic = "dynamic_eval=true" in args
+    assert (run_dir / ("eval-heldout-dynamic.json" if dynamic else "eval-heldout.json")).is_file()
+    if dynamic:
+        assert "with dynamic eval" in out.stdout
+
+
+GROK_TINY = {"p": "11", "d_model": "32", "steps": "40", "eval_every": "20", "progress_bar": "false"}
+
+
+@pytest.mark.parametrize("line", readme_lines("devlearn grok"), ids=lambda line: line)
+def test_readme_grok_commands_run(line, tmp_path):
+    args = [a for a in shlex.split(line)[1:] if a.split("=")[0] not in GROK_TINY]
+    args += [f"{k}={v}" for k, v in GROK_TINY.items()]
+    out = subprocess.run(
+        [str(BIN / "devlearn"), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert len(list((tmp_path / "runs").rglob("results.json"))) == 1
 
 
 def test_readme_python_example_runs():

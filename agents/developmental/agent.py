@@ -43,6 +43,7 @@ from devlearn.logging.runlog import RunLog
 from devlearn.model.context import SequenceContext, Window, to_device, tree_map
 from devlearn.train import checkpoint
 from devlearn.train.optim import build_optimizer, trainable
+from devlearn.train.schedules import ScheduleConfig, apply_schedule
 
 CHECKPOINT = "checkpoint.pt"
 IMAGE_EVERY = 10  # rollouts between predicted-vs-actual pictures
@@ -58,9 +59,11 @@ class DevelopmentalAgent:
         seed: seeds the parameters, the agent's sampling generator and the env's first reset.
         device: ``"cpu"`` or ``"cuda"``.
         writer: the run's TensorBoard writer (None: no pictures).
+        schedule: a ``ScheduleConfig`` (None: constant). Its step is ``self.updates``, the PPO updates
+            done (checkpointed), so a resumed run continues the schedule where it stopped.
     """
 
-    def __init__(self, cfg: Any, env: Any, seed: int, device: str, writer: Any) -> None:
+    def __init__(self, cfg: Any, env: Any, seed: int, device: str, writer: Any, schedule: Any = None) -> None:
         act_space = env.single_action_space
         if not isinstance(act_space, spaces.Discrete):
             raise ConfigError(
@@ -81,6 +84,9 @@ class DevelopmentalAgent:
         self.intrinsic_coef = float(getattr(cfg, "intrinsic_coef", 0.0))
         self.optimizer = build_optimizer(self.net, cfg.learning_rate, cfg.weight_decay)
         self.params = trainable(self.optimizer)  # not the EMA target
+        self.schedule = schedule if schedule is not None else ScheduleConfig()
+        # the run's length in updates, where a cosine schedule reaches its floor
+        self.total_updates = -(-int(cfg.total_timesteps) // (self.num_envs * int(cfg.n_steps)))
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(self.seed)
         self.context = self.new_context(self.num_envs, cfg.n_steps)
@@ -221,6 +227,7 @@ class DevelopmentalAgent:
     def _update(self, run_dir: Path, log: RunLog) -> dict[str, float] | None:
         """PPO + world-model update on the rollout; None if it diverged and was rolled back."""
         cfg, C, R = self.cfg, self.context, self.rollout
+        lr, weight_decay = apply_schedule(self.optimizer, self.schedule, self.updates, self.total_updates)
         s = R.segment()
         index = R.real[:, s].flatten().nonzero().squeeze(1)  # flat (env, t) indices of the real transitions
         if len(index) == 0:  # every sub-env spent the whole rollout resetting: nothing to learn from
@@ -292,7 +299,8 @@ class DevelopmentalAgent:
         figures = torch.stack([sums[k] for k in names]).tolist()  # one device sync for all scalars
         once = ("train/explained_variance", "world_model/intrinsic_surprise_mean")  # not per-minibatch sums
         logs = {k: v if k in once else v / n_batches for k, v in zip(names, figures, strict=True)}
-        logs["train/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        logs["train/learning_rate"] = logs["train/lr"] = lr
+        logs["train/weight_decay"] = weight_decay
         return logs
 
     def _backward_balanced(self, losses: dict[str, Tensor], max_norm: float) -> dict[str, Tensor]:

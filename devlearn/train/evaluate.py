@@ -26,8 +26,11 @@ def run_episodes(
     """Run ``episodes`` full episodes of ``policy(obs, episode_start) -> actions`` (all batched).
 
     Every sub-env plays the same number of episodes, so short episodes (falls, say) are not
-    over-represented as they would be by taking the first ``episodes`` to finish.
+    over-represented as they would be by taking the first ``episodes`` to finish. A policy with an
+    ``observe(next_obs, reward, terminated, truncated, info, resetting)`` method is told each step's outcome
+    (dynamic evaluation learns from it).
     """
+    observe = getattr(policy, "observe", None)
     env = make_vector_env(env_id, max(1, min(num_envs, episodes)), vectorization, wrappers, **env_kwargs)
     num_envs = env.num_envs  # a multi-agent env may round to whole copies
     quota = -(-episodes // num_envs)
@@ -39,6 +42,8 @@ def run_episodes(
     try:
         while (played < quota).any():
             obs, reward, terminated, truncated, info = env.step(policy(obs, start))
+            if observe is not None:
+                observe(obs, reward, terminated, truncated, info, resetting)
             stats.update(reward, info, real=~resetting)
             done = (terminated | truncated) & ~resetting
             for i, ep in zip(np.flatnonzero(done), stats.pop(done), strict=True):

@@ -16,9 +16,20 @@ from devlearn.train.evaluate import format_table, run_episodes, summarize
 
 
 def evaluate_run(
-    run_dir: Path, split: str = "heldout", episodes: int = 100, seed: int = 12345
+    run_dir: Path,
+    split: str = "heldout",
+    episodes: int = 100,
+    seed: int = 12345,
+    dynamic_eval: bool = False,
+    dynamic: Any = None,
 ) -> dict[str, Any]:
-    """Evaluate the model saved in ``run_dir`` for ``episodes`` episodes on ``split``; write ``eval-<split>.json``."""
+    """Evaluate the model saved in ``run_dir`` for ``episodes`` episodes on ``split``; write ``eval-<split>.json``.
+
+    ``dynamic_eval``: the world model keeps learning within each episode (a copy; ``dynamic`` is its
+    ``DynamicEvalConfig``, default settings when None), one env at a time; the results add the
+    world-model loss per transition without and with it, on the same transitions, and go to
+    ``eval-<split>-dynamic.json``. The checkpoint is only read.
+    """
     config_file = run_dir / ".hydra" / "config.yaml"
     if not config_file.is_file() or not has_checkpoint(run_dir):
         raise ConfigError(
@@ -44,11 +55,41 @@ def evaluate_run(
     agent = make_agent(cfg.agent, spaces_env, int(cfg.seed), "cpu", writer=None)
     agent.load(run_dir)
     spaces_env.close()
-    policy = agent.policy()
+    num_envs = 8
+    if dynamic_eval:
+        from devlearn.agents.developmental.dynamic_eval import DynamicEvalPolicy
 
-    summary = summarize(run_episodes(policy, cfg.env.id, episodes, seed=seed, wrappers=wrappers, **kwargs))
+        if not hasattr(agent, "wm") or agent.wm is None:
+            raise ConfigError(
+                f"dynamic_eval=true needs the developmental agent's world model; this run's agent is {cfg.agent.name}."
+            )
+        policy, num_envs = DynamicEvalPolicy(agent, dynamic), 1  # one episode, one copy of the weights
+    else:
+        policy = agent.policy()
+
+    episodes_run = run_episodes(
+        policy, cfg.env.id, episodes, num_envs=num_envs, seed=seed, wrappers=wrappers, **kwargs
+    )
+    summary = summarize(episodes_run)
     results = {"run_dir": str(run_dir), "env": cfg.env.id, "agent": cfg.agent.name, "split": split, **summary}
-    out = run_dir / f"eval-{split}.json"
+    table = format_table({split: summary})
+    name = f"eval-{split}.json"
+    if dynamic_eval:
+        from dataclasses import asdict
+
+        results["dynamic_eval"] = {**asdict(policy.cfg), **policy.summary()}
+        table += "\n\n" + format_world_model_table(split, policy.summary())
+        name = f"eval-{split}-dynamic.json"
+    out = run_dir / name
     out.with_suffix(".tmp").write_text(json.dumps(results, indent=2))
     os.replace(out.with_suffix(".tmp"), out)
-    return {**results, "table": format_table({split: summary})}
+    return {**results, "table": table}
+
+
+def format_world_model_table(split: str, losses: dict[str, float]) -> str:
+    """World-model loss per transition over the evaluated episodes, without and with dynamic evaluation."""
+    static, dynamic = losses["wm_loss_static"], losses["wm_loss_dynamic"]
+    change = (dynamic - static) / static if static else float("nan")
+    header = f"{'split':<10}{'world-model loss':>22}{'with dynamic eval':>22}{'change':>10}{'transitions':>13}"
+    row = f"{split:<10}{static:>22.4f}{dynamic:>22.4f}{change:>10.1%}{losses['wm_transitions']:>13d}"
+    return "\n".join([header, "-" * len(header), row])

@@ -79,7 +79,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     wrappers = observation_wrappers(cfg.agent.name, cfg.env.id, **env_kwargs)
     env = make_vector_env(cfg.env.id, cfg.env.num_envs, cfg.env.vectorization, wrappers, **env_kwargs)
     writer = SummaryWriter(str(run_dir / "tb"))
-    agent = make_agent(cfg.agent, env, cfg.seed, device, writer)
+    agent = make_agent(cfg.agent, env, cfg.seed, device, writer, cfg.get("schedule"))
     if cfg.resume:
         agent.load(run_dir)
         print(f"devlearn: resuming {run_dir} at step {agent.num_timesteps:,}")
@@ -130,6 +130,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "num_envs": env.num_envs,
         "total_timesteps": cfg.agent.total_timesteps,
         "learning_rate": cfg.agent.learning_rate,
+        "schedule": cfg.get("schedule", {}).get("name", "constant"),
         "world_model_coef": cfg.agent.get("world_model_coef", 0.0),
         "shield_tau": cfg.agent.get("shield_tau", 1.0),
     }
