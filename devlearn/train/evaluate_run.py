@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from devlearn.agents.base import has_checkpoint
 from devlearn.config import SPLITS, ConfigError
 from devlearn.envs.vector.make import accepts_kwarg
-from devlearn.train.evaluate import format_table, run_episodes, summarize
+from devlearn.train.evaluate import evaluate_policies, format_table
 
 
 def evaluate_run(
@@ -30,6 +30,8 @@ def evaluate_run(
         raise ConfigError(f"episodes={episodes} must be >= 1.")
     cfg = OmegaConf.load(config_file)
     kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
+    if accepts_kwarg(cfg.env.id, "curriculum"):
+        kwargs["curriculum"] = 0  # a training curriculum eases the task; evaluation runs the full one
     if accepts_kwarg(cfg.env.id, "split"):
         kwargs["split"] = split
     elif split != "train":
@@ -44,11 +46,18 @@ def evaluate_run(
     agent = make_agent(cfg.agent, spaces_env, int(cfg.seed), "cpu", writer=None)
     agent.load(run_dir)
     spaces_env.close()
-    policy = agent.policy()
-
-    summary = summarize(run_episodes(policy, cfg.env.id, episodes, seed=seed, wrappers=wrappers, **kwargs))
-    results = {"run_dir": str(run_dir), "env": cfg.env.id, "agent": cfg.agent.name, "split": split, **summary}
+    by_mode = evaluate_policies(agent, cfg.env.id, episodes, seed=seed, wrappers=wrappers, **kwargs)
+    summary, sampled = by_mode["argmax"], by_mode["sampled"]
+    # The argmax figures stay at the top level (as before); the sampled policy's sit under "sampled".
+    results = {
+        "run_dir": str(run_dir),
+        "env": cfg.env.id,
+        "agent": cfg.agent.name,
+        "split": split,
+        **summary,
+        "sampled": sampled,
+    }
     out = run_dir / f"eval-{split}.json"
     out.with_suffix(".tmp").write_text(json.dumps(results, indent=2))
     os.replace(out.with_suffix(".tmp"), out)
-    return {**results, "table": format_table({split: summary})}
+    return {**results, "table": format_table({f"{split} argmax": summary, f"{split} sampled": sampled})}
