@@ -373,6 +373,10 @@ def test_splits_are_disjoint_by_construction_and_every_layout_is_solvable():
                 assert drive == lay.wash_distance  # driving straight at the wash works
             else:
                 assert drive > lay.wash_distance  # it does not: the memorized route meets a ditch
+                # ... because the wash's neighbours on the car's side, where every shortest drive ends, are ditches.
+                toward = {(lay.wash[0] + int(np.sign(lay.car[0] - lay.wash[0])), lay.wash[1])}
+                toward |= {(lay.wash[0], lay.wash[1] + int(np.sign(lay.car[1] - lay.wash[1])))}
+                assert toward - {lay.wash} <= set(lay.ditches)
             assert lay.out_of_range == (lay.wash_distance > TRAIN_MAX_DISTANCE)
         assert len(set(lays)) > 250  # layouts really vary
     assert TRAIN_MAX_DISTANCE == max(lay.wash_distance for lay in layouts["train"])
@@ -419,6 +423,24 @@ def test_curriculum_episode_can_be_won_from_the_car():
     run(env, drive[:-1])
     _, reward, terminated, _, info = env.step(drive[-1])
     assert terminated and info["success"] and reward == pytest.approx(1 - 0.9 * len(drive) / 150)
+
+
+def test_a_seeded_reset_restarts_the_curriculum_in_the_env_and_its_twin():
+    """A seed fixes every episode after it, however many episodes the env had played before."""
+    fresh = CarWashEnv(curriculum=30)
+    fresh.reset(seed=5)
+    used = CarWashEnv(curriculum=30)
+    for _ in range(40):  # well into the full task
+        used.reset()
+    used.reset(seed=5)
+    assert used.layout == fresh.layout and used.layout.in_car
+    twin, new_twin = CarWashVecEnv(2, curriculum=30), CarWashVecEnv(2, curriculum=30)
+    twin.reset(seed=5)
+    for _ in range(40):
+        twin.reset(options={"reset_mask": np.ones(2, dtype=bool)})
+    obs, _ = twin.reset(seed=5)
+    np.testing.assert_array_equal(obs, new_twin.reset(seed=5)[0])
+    np.testing.assert_array_equal(twin._in_car, [True, True])
 
 
 def test_without_curriculum_the_train_layouts_are_those_of_the_full_task():
