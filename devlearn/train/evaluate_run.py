@@ -30,7 +30,7 @@ def evaluate_run(
         raise ConfigError(f"episodes={episodes} must be >= 1.")
     cfg = OmegaConf.load(config_file)
     kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
-    if accepts_kwarg(cfg.env.id, "curriculum"):
+    if kwargs.get("curriculum"):
         kwargs["curriculum"] = 0  # a training curriculum eases the task; evaluation runs the full one
     if accepts_kwarg(cfg.env.id, "split"):
         kwargs["split"] = split

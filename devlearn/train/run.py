@@ -48,9 +48,12 @@ def find_resumable(cfg: DictConfig, run_dir: Path) -> Path:
     return candidates[-1]
 
 
-def evaluation_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The env's constructor arguments for evaluation: the full task, so a training curriculum is switched off."""
-    return {**env_kwargs, "curriculum": 0} if accepts_kwarg(env_id, "curriculum") else dict(env_kwargs)
+def evaluation_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The env's constructor arguments for evaluation: the full task, so a training ``curriculum`` is switched off.
+
+    Only a curriculum the config asked for is touched: an env that takes ``**kwargs`` (MiniGrid's) may not know one.
+    """
+    return {**env_kwargs, "curriculum": 0} if env_kwargs.get("curriculum") else dict(env_kwargs)
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -88,7 +91,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     splits = ["train"]
     if cfg.env.eval_split != "train" and accepts_kwarg(cfg.env.id, "split"):
         splits.append(cfg.env.eval_split)
-    eval_kwargs = evaluation_kwargs(cfg.env.id, env_kwargs)
+    eval_kwargs = evaluation_kwargs(env_kwargs)
     table, sampled = {}, {}
     for split in splits:
         kwargs = {**eval_kwargs, "split": split} if split != "train" else eval_kwargs
