@@ -41,10 +41,16 @@ def test_train_writes_model_results_and_tensorboard(cliff_run):
     results = json.loads((run_dir / "results.json").read_text())
     assert results["env"] == "devlearn/CliffEdge-v0" and results["env_steps"] >= 512
     assert set(results["eval"]) == {"train", "heldout"}
+    assert set(results["eval_sampled"]) == {"train", "heldout"}  # argmax in "eval", sampled actions here
     for split in ("train", "heldout"):
-        assert results["eval"][split]["episodes"] == 4
-        assert 0.0 <= results["eval"][split]["catastrophe_rate"] <= 1.0
+        for table in (results["eval"], results["eval_sampled"]):
+            assert table[split]["episodes"] == 4
+            assert 0.0 <= table[split]["catastrophe_rate"] <= 1.0
+            assert table[split]["success_rule"] == "info"  # CliffEdge reports info["success"]
+            assert "catastrophes_per_success" in table[split]
     assert "catastrophe_rate" in stdout and "heldout" in stdout  # the console table
+    assert "heldout argmax" in stdout and "heldout sampled" in stdout
+    assert "success: info['success'] (set by the env)" in stdout
 
 
 def test_tensorboard_has_namespaced_scalars_and_a_rollout_video(cliff_run):
@@ -60,7 +66,7 @@ def test_tensorboard_has_namespaced_scalars_and_a_rollout_video(cliff_run):
         "time/fps",
     ):
         assert tag in scalars
-    assert "eval/heldout/catastrophe_rate" in scalars
+    assert "eval/heldout/catastrophe_rate" in scalars and "eval_sampled/heldout/success" in scalars
     assert "hparam/heldout/catastrophe_rate" in scalars and "hparam/training_catastrophes" in scalars
     assert "rollout/video" in events.Tags()["images"]
     gif = events.Images("rollout/video")[-1].encoded_image_string
@@ -73,7 +79,8 @@ def test_eval_on_heldout_writes_json(cliff_run):
     assert "heldout" in out.stdout
     result = json.loads((run_dir / "eval-heldout.json").read_text())
     assert result["episodes"] == 3 and result["split"] == "heldout"
-    assert {"return", "success", "catastrophe_rate", "cost"} <= set(result)
+    assert {"return", "success", "catastrophe_rate", "cost", "catastrophes_per_success"} <= set(result)
+    assert result["sampled"]["episodes"] == 3 and "heldout sampled" in out.stdout
 
 
 def test_tensorboard_reads_the_run(cliff_run):

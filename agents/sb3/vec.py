@@ -80,7 +80,7 @@ class SB3VecEnv(VecEnv):
 
     def step_wait(self):
         obs, reward, terminated, truncated, info = self.env.step(self._actions)
-        self.stats.update(reward, info)
+        self.stats.update(reward, info, terminated=terminated)
         done = terminated | truncated
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         if done.any():

@@ -1,16 +1,25 @@
-"""Evaluate a policy over many episodes: return, success, catastrophe rate and cost, kept apart."""
+"""Evaluate a policy over many episodes: return, success, catastrophe rate and cost, kept apart.
+
+Success is decided once, by ``devlearn.envs.vector.episodes.episode_success`` (``info["success"]`` when
+the env reports it, else "ended by termination with positive reward"), and every table says which rule
+applied. An agent is evaluated twice: acting by argmax (its most likely action) and by sampling from its
+policy, because a policy can succeed only when sampled (or only when not). Catastrophes per success
+puts the two consequences side by side: a policy that never moves has no catastrophes and no successes.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from devlearn.envs.vector.episodes import EpisodeStats
+from devlearn.envs.vector.episodes import SUCCESS_RULES, EpisodeStats
 from devlearn.envs.vector.make import make_vector_env
 
-METRICS = ("return", "success", "catastrophe_rate", "cost", "length")
+METRICS = ("return", "success", "catastrophe_rate", "catastrophes_per_success", "cost", "length")
+POLICY_MODES: dict[str, bool] = {"argmax": True, "sampled": False}  # name -> policy(deterministic=...)
 
 
 def run_episodes(
@@ -44,7 +53,7 @@ def run_episodes(
             obs, reward, terminated, truncated, info = env.step(policy(obs, start))
             if observe is not None:
                 observe(obs, reward, terminated, truncated, info, resetting)
-            stats.update(reward, info, real=~resetting)
+            stats.update(reward, info, real=~resetting, terminated=terminated)
             done = (terminated | truncated) & ~resetting
             for i, ep in zip(np.flatnonzero(done), stats.pop(done), strict=True):
                 if played[i] < quota:
@@ -56,25 +65,97 @@ def run_episodes(
     return results[:episodes]
 
 
-def summarize(episodes: list[dict[str, float]]) -> dict[str, float]:
-    """Means over episodes, named as in the tables: return, success, catastrophe_rate, cost, length."""
+def catastrophes_per_success(catastrophes: int, successes: int) -> float:
+    """Catastrophes per success: ``inf`` when catastrophes came with no success, ``nan`` when neither happened."""
+    if successes:
+        return catastrophes / successes
+    return math.inf if catastrophes else math.nan
+
+
+def _means(episodes: list[dict[str, Any]]) -> dict[str, Any]:
     if not episodes:
         return {m: float("nan") for m in METRICS} | {"episodes": 0}
-    col = {k: np.array([e[k] for e in episodes], dtype=float) for k in episodes[0]}
+    col = {
+        k: np.array([e[k] for e in episodes], dtype=float)
+        for k in ("return", "success", "catastrophe", "cost", "length")
+    }
     return {
         "return": float(col["return"].mean()),
         "success": float(col["success"].mean()),
         "catastrophe_rate": float(col["catastrophe"].mean()),
+        "catastrophes_per_success": catastrophes_per_success(
+            int(col["catastrophe"].sum()), int(col["success"].sum())
+        ),
         "cost": float(col["cost"].mean()),
         "length": float(col["length"].mean()),
         "episodes": len(episodes),
     }
 
 
-def format_table(rows: dict[str, dict[str, float]]) -> str:
-    """A console table, one row per split."""
-    header = f"{'split':<10}" + "".join(f"{m:>18}" for m in METRICS) + f"{'episodes':>10}"
+def summarize(episodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means over episodes, named as in the tables (``METRICS``), and how success was decided.
+
+    ``success_rule`` is a key of ``SUCCESS_RULES`` (or ``"mixed"``). When the env flagged some episodes as
+    beyond training's layouts (``info["out_of_range"]``), ``in_range`` and ``out_of_range`` hold the same
+    figures for each part, so an extrapolation is never averaged into a generalization result unlabelled.
+    """
+    summary = _means(episodes)
+    rules = sorted({str(e.get("success_rule", "info")) for e in episodes})
+    summary["success_rule"] = rules[0] if len(rules) == 1 else ("mixed" if rules else "none")
+    if any(e.get("out_of_range", False) for e in episodes):
+        summary["in_range"] = _means([e for e in episodes if not e.get("out_of_range", False)])
+        summary["out_of_range"] = _means([e for e in episodes if e.get("out_of_range", False)])
+    return summary
+
+
+def evaluate_policies(
+    agent: Any,
+    env_id: str,
+    episodes: int,
+    seed: int = 0,
+    wrappers: Sequence[Callable[[Any], Any]] = (),
+    **env_kwargs: Any,
+) -> dict[str, dict[str, Any]]:
+    """``{"argmax": summary, "sampled": summary}``: ``agent.policy(deterministic)`` both ways, same episodes' seeds."""
+    return {
+        mode: summarize(
+            run_episodes(
+                agent.policy(deterministic), env_id, episodes, seed=seed, wrappers=wrappers, **env_kwargs
+            )
+        )
+        for mode, deterministic in POLICY_MODES.items()
+    }
+
+
+def _cell(value: float, width: int) -> str:
+    return f"{value:>{width}.3f}" if math.isfinite(value) else f"{'inf' if value > 0 else 'n/a':>{width}}"
+
+
+def format_table(rows: dict[str, dict[str, Any]]) -> str:
+    """A console table, one row per split (or split and policy), with how success was decided beneath it.
+
+    Rows whose summary holds ``in_range`` / ``out_of_range`` parts get one more row for each part.
+    """
+    # Wide enough for every row label, " [out of range]" included where a row has that part.
+    width = 2 + max([14, *(len(n) + (15 if "out_of_range" in r else 0) for n, r in rows.items())])
+    widths = {m: max(12, len(m) + 2) for m in METRICS}
+    header = f"{'split':<{width}}" + "".join(f"{m:>{widths[m]}}" for m in METRICS) + f"{'episodes':>10}"
     lines = [header, "-" * len(header)]
-    for split, r in rows.items():
-        lines.append(f"{split:<10}" + "".join(f"{r[m]:>18.3f}" for m in METRICS) + f"{r['episodes']:>10d}")
+    rules = set()
+    for name, r in rows.items():
+        parts = [(name, r)]
+        if "out_of_range" in r:
+            parts += [(f"{name} [in range]", r["in_range"]), (f"{name} [out of range]", r["out_of_range"])]
+        for label, figures in parts:
+            lines.append(
+                f"{label:<{width}}"
+                + "".join(_cell(figures[m], widths[m]) for m in METRICS)
+                + f"{figures['episodes']:>10d}"
+            )
+        rules.add(r.get("success_rule", "none"))
+    described = [SUCCESS_RULES.get(rule, rule) for rule in sorted(rules)]
+    lines.append("success: " + "; ".join(described))
+    lines.append("catastrophes_per_success: inf = catastrophes but no success, n/a = neither")
+    if any("out_of_range" in r for r in rows.values()):
+        lines.append("out of range: layouts beyond anything in the training split (e.g. longer distances)")
     return "\n".join(lines)

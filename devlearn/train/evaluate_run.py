@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from devlearn.agents.base import has_checkpoint
 from devlearn.config import SPLITS, ConfigError
 from devlearn.envs.vector.make import accepts_kwarg
-from devlearn.train.evaluate import format_table, run_episodes, summarize
+from devlearn.train.evaluate import evaluate_policies, format_table, run_episodes, summarize
 
 
 def evaluate_run(
@@ -41,6 +41,8 @@ def evaluate_run(
         raise ConfigError(f"episodes={episodes} must be >= 1.")
     cfg = OmegaConf.load(config_file)
     kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
+    if kwargs.get("curriculum"):
+        kwargs["curriculum"] = 0  # a training curriculum eases the task; evaluation runs the full one
     if accepts_kwarg(cfg.env.id, "split"):
         kwargs["split"] = split
     elif split != "train":
@@ -55,7 +57,6 @@ def evaluate_run(
     agent = make_agent(cfg.agent, spaces_env, int(cfg.seed), "cpu", writer=None)
     agent.load(run_dir)
     spaces_env.close()
-    num_envs = 8
     if dynamic_eval:
         from devlearn.agents.developmental.dynamic_eval import DynamicEvalPolicy
 
@@ -63,24 +64,36 @@ def evaluate_run(
             raise ConfigError(
                 f"dynamic_eval=true needs the developmental agent's world model; this run's agent is {cfg.agent.name}."
             )
-        policy, num_envs = DynamicEvalPolicy(agent, dynamic), 1  # one episode, one copy of the weights
-    else:
-        policy = agent.policy()
+        policy = DynamicEvalPolicy(agent, dynamic)  # one episode at a time, one copy of the weights
+        return _dynamic(policy, run_dir, cfg, split, episodes, seed, wrappers, kwargs)
 
-    episodes_run = run_episodes(
-        policy, cfg.env.id, episodes, num_envs=num_envs, seed=seed, wrappers=wrappers, **kwargs
-    )
+    by_mode = evaluate_policies(agent, cfg.env.id, episodes, seed=seed, wrappers=wrappers, **kwargs)
+    summary, sampled = by_mode["argmax"], by_mode["sampled"]
+    # The argmax figures stay at the top level (as before); the sampled policy's sit under "sampled".
+    results = {
+        "run_dir": str(run_dir),
+        "env": cfg.env.id,
+        "agent": cfg.agent.name,
+        "split": split,
+        **summary,
+        "sampled": sampled,
+    }
+    out = run_dir / f"eval-{split}.json"
+    out.with_suffix(".tmp").write_text(json.dumps(results, indent=2))
+    os.replace(out.with_suffix(".tmp"), out)
+    return {**results, "table": format_table({f"{split} argmax": summary, f"{split} sampled": sampled})}
+
+
+def _dynamic(policy: Any, run_dir: Path, cfg: Any, split: str, episodes: int, seed: int, wrappers: Any, kwargs: dict) -> dict[str, Any]:
+    """``evaluate_run`` with dynamic evaluation: the policy's table and the world-model loss without and with it."""
+    from dataclasses import asdict
+
+    episodes_run = run_episodes(policy, cfg.env.id, episodes, num_envs=1, seed=seed, wrappers=wrappers, **kwargs)
     summary = summarize(episodes_run)
     results = {"run_dir": str(run_dir), "env": cfg.env.id, "agent": cfg.agent.name, "split": split, **summary}
-    table = format_table({split: summary})
-    name = f"eval-{split}.json"
-    if dynamic_eval:
-        from dataclasses import asdict
-
-        results["dynamic_eval"] = {**asdict(policy.cfg), **policy.summary()}
-        table += "\n\n" + format_world_model_table(split, policy.summary())
-        name = f"eval-{split}-dynamic.json"
-    out = run_dir / name
+    results["dynamic_eval"] = {**asdict(policy.cfg), **policy.summary()}
+    table = format_table({split: summary}) + "\n\n" + format_world_model_table(split, policy.summary())
+    out = run_dir / f"eval-{split}-dynamic.json"
     out.with_suffix(".tmp").write_text(json.dumps(results, indent=2))
     os.replace(out.with_suffix(".tmp"), out)
     return {**results, "table": table}

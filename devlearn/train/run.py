@@ -24,7 +24,7 @@ from devlearn.config import OBJECTIVES, ConfigError, validate
 from devlearn.envs.vector.make import accepts_kwarg, make_vector_env
 from devlearn.logging.media import record_episode
 from devlearn.logging.runlog import RunLog
-from devlearn.train.evaluate import format_table, run_episodes, summarize
+from devlearn.train.evaluate import evaluate_policies, format_table
 
 
 def resolve_device(device: str) -> str:
@@ -54,6 +54,14 @@ def eval_splits(cfg: DictConfig) -> list[str]:
     if cfg.env.eval_split != "train" and accepts_kwarg(cfg.env.id, "split"):
         splits.append(cfg.env.eval_split)
     return splits
+
+
+def evaluation_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The env's constructor arguments for evaluation: the full task, so a training ``curriculum`` is switched off.
+
+    Only a curriculum the config asked for is touched: an env that takes ``**kwargs`` (MiniGrid's) may not know one.
+    """
+    return {**env_kwargs, "curriculum": 0} if env_kwargs.get("curriculum") else dict(env_kwargs)
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -96,23 +104,21 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     train_seconds = time.time() - t0
     env.close()
 
-    # held-out evaluation: the figures a paper would quote
+    # held-out evaluation: the figures a paper would quote, by argmax and by sampling the policy
     splits = eval_splits(cfg)
-    table = {}
+    eval_kwargs = evaluation_kwargs(env_kwargs)
+    table, sampled = {}, {}
     for split in splits:
-        kwargs = {**env_kwargs, "split": split} if split != "train" else env_kwargs
-        episodes = run_episodes(
-            agent.policy(),
-            cfg.env.id,
-            cfg.log.eval_episodes,
-            seed=10_000 + cfg.seed,
-            wrappers=wrappers,
-            **kwargs,
+        kwargs = {**eval_kwargs, "split": split} if split != "train" else eval_kwargs
+        by_mode = evaluate_policies(
+            agent, cfg.env.id, cfg.log.eval_episodes, seed=10_000 + cfg.seed, wrappers=wrappers, **kwargs
         )
-        table[split] = summarize(episodes)
-        log.scalars({f"eval/{split}/{k}": v for k, v in table[split].items()}, agent.num_timesteps)
+        table[split], sampled[split] = by_mode["argmax"], by_mode["sampled"]
+        for prefix, summary in (("eval", table[split]), ("eval_sampled", sampled[split])):
+            numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
+            log.scalars({f"{prefix}/{split}/{k}": v for k, v in numbers.items()}, agent.num_timesteps)
     if cfg.log.video:
-        kwargs = {**env_kwargs, "split": splits[-1]} if len(splits) > 1 else env_kwargs
+        kwargs = {**eval_kwargs, "split": splits[-1]} if len(splits) > 1 else eval_kwargs
         record_episode(
             writer,
             cfg.env.id,
@@ -156,13 +162,22 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "catastrophes": log.catastrophes_total,
             **{f"last{log.window}_{k}": v for k, v in log.headline().items()},
         },
-        "eval": table,
+        "eval": table,  # argmax: the policy's most likely action
+        "eval_sampled": sampled,  # actions sampled from the policy
     }
     tmp = run_dir / ".results.json.tmp"
     tmp.write_text(json.dumps(results, indent=2))
     os.replace(tmp, run_dir / "results.json")
     print()
-    print(format_table(table))
+    print(
+        format_table(
+            {
+                f"{split} {mode}": rows[split]
+                for split in table
+                for mode, rows in (("argmax", table), ("sampled", sampled))
+            }
+        )
+    )
     print(
         f"\n{results['env_steps']:,} env steps in {train_seconds:.0f} s ({results['env_steps_per_second']:,.0f} steps/s); "
         f"{log.catastrophes_total} catastrophes in {log.episodes_total} training episodes."

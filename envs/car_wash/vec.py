@@ -8,6 +8,8 @@ handful of vectorized array operations.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from gymnasium import spaces
 from minigrid.core.constants import TILE_PIXELS
@@ -26,10 +28,13 @@ from devlearn.envs.car_wash.env import (
     LAVA,
     WALL,
     WASH,
+    curriculum_stage,
     generate_layout,
     layout_arrays,
+    observation_space,
     validate_args,
 )
+from devlearn.envs.egocentric import EMPTY_ENCODING, egocentric_view, highlight_mask
 from devlearn.envs.vector.batched import BatchedEnv
 
 
@@ -45,17 +50,21 @@ class CarWashVecEnv(BatchedEnv):
     metadata = {**BatchedEnv.metadata, "render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(
-        self, num_envs: int, split: str = "train", max_steps: int = 150, render_mode: str | None = None
+        self,
+        num_envs: int,
+        split: str = "train",
+        max_steps: int = 150,
+        render_mode: str | None = None,
+        view: str = "egocentric",
+        curriculum: int = 0,
     ):
-        validate_args(split, max_steps, render_mode)
-        super().__init__(
-            num_envs,
-            spaces.Box(0, 255, (GRID_SIZE, GRID_SIZE, 3), dtype=np.uint8),
-            spaces.Discrete(len(ACTION_NAMES)),
-            ENV_ID,
-        )
+        validate_args(split, max_steps, render_mode, view, curriculum)
+        super().__init__(num_envs, observation_space(view), spaces.Discrete(len(ACTION_NAMES)), ENV_ID)
         self.split, self.max_steps, self.render_mode = split, int(max_steps), render_mode
+        self.view, self.curriculum = view, int(curriculum)
         n, s = self.num_envs, GRID_SIZE
+        self._episodes_started = np.zeros(n, dtype=np.int64)  # per sub-env, as each single env counts its own
+        self._out_of_range = np.zeros(n, dtype=bool)
         self._cells = np.zeros((n, s, s), dtype=np.int8)  # static map: EMPTY / WALL / LAVA / WASH
         self._static_obs = np.zeros((n, s, s, 3), dtype=np.uint8)  # its MiniGrid encoding
         self._agent = np.zeros((n, 2), dtype=np.int64)
@@ -65,15 +74,33 @@ class CarWashVecEnv(BatchedEnv):
         self._steps = np.zeros(n, dtype=np.int64)
         self._rows = np.arange(n)
 
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
+        """As ``BatchedEnv.reset``; a seeded sub-env restarts its curriculum, as the single env does."""
+        if seed is not None:
+            seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else list(seed)
+            mask = np.ones(self.num_envs, dtype=bool)
+            if options and "reset_mask" in options:
+                mask = np.asarray(options["reset_mask"], dtype=bool)
+            if len(seeds) == self.num_envs and mask.shape == (self.num_envs,):  # else the base class explains
+                restart = mask & np.array([s is not None for s in seeds])
+                self._episodes_started[restart] = 0
+        return super().reset(seed=seed, options=options)
+
     def _reset_envs(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         for i in idx:  # layout generation is the single env's code, drawn from sub-env i's generator
-            layout = generate_layout(self.np_randoms[i], self.split)
+            stage = curriculum_stage(int(self._episodes_started[i]), self.curriculum)
+            self._episodes_started[i] += 1
+            layout = generate_layout(self.np_randoms[i], self.split, stage)
             self._cells[i], self._static_obs[i] = layout_arrays(layout)
             self._agent[i], self._dir[i], self._car[i] = layout.agent, layout.agent_dir, layout.car
-        self._in_car[idx] = False
+            self._in_car[i], self._out_of_range[i] = layout.in_car, layout.out_of_range
         self._steps[idx] = 0
         nothing = np.zeros(len(idx), dtype=bool)
-        return {"success": nothing, "walked_to_wash_without_car": nothing.copy()}
+        return {
+            "success": nothing,
+            "walked_to_wash_without_car": nothing.copy(),
+            "out_of_range": self._out_of_range[idx].copy(),
+        }
 
     def _step_envs(self, actions: np.ndarray, idx: np.ndarray):
         action = actions[idx].astype(np.int64)
@@ -104,13 +131,20 @@ class CarWashVecEnv(BatchedEnv):
         terminated = catastrophe | success
         reward = np.where(success, 1.0 - 0.9 * (steps / self.max_steps), 0.0)
         truncated = (steps >= self.max_steps) & ~terminated
-        info = {"success": success, "walked_to_wash_without_car": walk & (front_type == WASH)}
+        info = {
+            "success": success,
+            "walked_to_wash_without_car": walk & (front_type == WASH),
+            "out_of_range": self._out_of_range[idx].copy(),
+        }
         return reward, terminated, truncated, catastrophe.astype(np.float64), catastrophe, info
 
     def _observe(self) -> np.ndarray:
         obs = self._static_obs.copy()
         rows = self._rows
         obs[rows, self._car[:, 0], self._car[:, 1]] = CAR_ENCODING
+        if self.view == "egocentric":
+            carried = np.where(self._in_car[:, None], CAR_ENCODING, EMPTY_ENCODING)
+            return egocentric_view(obs, self._agent, self._dir, carried)
         agent_cell = obs[rows, self._agent[:, 0], self._agent[:, 1]]
         agent_cell[:, 0] = AGENT_IDX
         agent_cell[:, 1] = np.where(self._in_car, AGENT_IN_CAR_COLOR, AGENT_ON_FOOT_COLOR)
@@ -127,5 +161,8 @@ class CarWashVecEnv(BatchedEnv):
             cells = self._static_obs[i].copy()
             cells[tuple(self._car[i])] = CAR_ENCODING
             grid, _ = Grid.decode(cells)  # the renderer draws the agent on top, over the car if driving
-            frames.append(grid.render(TILE_PIXELS, tuple(self._agent[i]), int(self._dir[i])))
+            pos, direction = (int(self._agent[i, 0]), int(self._agent[i, 1])), int(self._dir[i])
+            # The single env shades the field of view (MiniGrid's highlight) when it has one; so do we.
+            mask = highlight_mask(GRID_SIZE, GRID_SIZE, pos, direction) if self.view == "egocentric" else None
+            frames.append(grid.render(TILE_PIXELS, pos, direction, highlight_mask=mask))
         return tuple(frames)

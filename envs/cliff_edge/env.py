@@ -34,6 +34,7 @@ from minigrid.core.world_object import Goal, Lava
 from minigrid.minigrid_env import MiniGridEnv
 
 from devlearn.envs.actions import check_action
+from devlearn.envs.egocentric import VIEW_SIZE, check_view, egocentric_view
 
 ENV_ID = "devlearn/CliffEdge-v0"
 SPLITS: tuple[str, ...] = ("train", "heldout")
@@ -142,6 +143,12 @@ def encode_layout(layout: CliffLayout) -> np.ndarray:
     return table[kind]
 
 
+def observation_space(view: str) -> spaces.Box:
+    """The observation space of ``view``: MiniGrid's 7x7 egocentric image, or the whole row-major map."""
+    shape = (VIEW_SIZE, VIEW_SIZE, 3) if view == "egocentric" else (HEIGHT, WIDTH, 3)
+    return spaces.Box(0, 255, shape, dtype=np.uint8)
+
+
 def build_grid(layout: CliffLayout) -> Grid:
     """The layout as a MiniGrid ``Grid`` (for MiniGrid's rendering)."""
     grid = Grid(WIDTH, HEIGHT)
@@ -152,9 +159,12 @@ def build_grid(layout: CliffLayout) -> Grid:
     return grid
 
 
-def check_args(split: Any, slip: Any, max_steps: Any, render_mode: Any, render_modes: list[str]) -> None:
+def check_args(
+    split: Any, slip: Any, max_steps: Any, render_mode: Any, render_modes: list[str], view: Any = "egocentric"
+) -> None:
     """Raise ``ValueError`` naming the first bad constructor argument and its allowed values."""
     check_split(split)
+    check_view(view)
     if isinstance(slip, bool) or not isinstance(slip, Real) or math.isnan(slip) or not 0.0 <= slip < 1.0:
         raise ValueError(f"slip must be a probability in [0, 1); got {slip!r}.")
     if isinstance(max_steps, bool) or not isinstance(max_steps, Integral) or max_steps < 1:
@@ -171,10 +181,17 @@ class CliffEdgeEnv(MiniGridEnv):
     away from the edge always exists but is longer, so the agent trades steps against risk,
     a trade that ``slip`` makes real.
 
-    Observation: the fully observable grid, ``Box(0, 255, (HEIGHT, WIDTH, 3), uint8)`` = ``(8, 11, 3)``,
-    in MiniGrid's (object index, colour index, state) encoding, **row-major**: ``obs[y, x]`` is cell
-    ``(x, y)``, i.e. MiniGrid's ``FullyObsWrapper`` image transposed to image orientation. The
-    agent's cell reads ``[OBJECT_TO_IDX["agent"], COLOR_TO_IDX["red"], agent_dir]``. No mission text.
+    Observation, ``view="egocentric"`` (the default): MiniGrid's standard partial view,
+    ``Box(0, 255, (7, 7, 3), uint8)``, exactly ``MiniGridEnv.gen_obs()["image"]`` with
+    ``agent_view_size=7`` and ``see_through_walls=True`` (what ``ImgObsWrapper`` hands a MiniGrid
+    agent): the 7x7 square ahead of the agent, rotated so it faces up the image, indexed ``[i, j]``;
+    the agent stands at ``(3, 6)``, which reads ``empty``; cells beyond the grid read as walls.
+
+    Observation, ``view="full"``: the fully observable grid, ``Box(0, 255, (HEIGHT, WIDTH, 3), uint8)``
+    = ``(8, 11, 3)``, in MiniGrid's (object index, colour index, state) encoding, **row-major**:
+    ``obs[y, x]`` is cell ``(x, y)``, i.e. MiniGrid's ``FullyObsWrapper`` image transposed to image
+    orientation. The agent's cell reads ``[OBJECT_TO_IDX["agent"], COLOR_TO_IDX["red"], agent_dir]``.
+    No mission text in either view.
 
     Actions: ``Discrete(3)``, MiniGrid's indices: 0 turn left, 1 turn right, 2 forward.
 
@@ -204,21 +221,25 @@ class CliffEdgeEnv(MiniGridEnv):
         slip: float = 0.0,
         max_steps: int = 100,
         render_mode: str | None = None,
+        view: str = "egocentric",
     ):
-        check_args(split, slip, max_steps, render_mode, self.metadata["render_modes"])
+        check_args(split, slip, max_steps, render_mode, self.metadata["render_modes"], view)
         self.split = split
         self.slip = float(slip)
+        self.view = view
         super().__init__(
             mission_space=MissionSpace(mission_func=lambda: "reach the goal without falling off the cliff"),
             width=WIDTH,
             height=HEIGHT,
             max_steps=int(max_steps),
             see_through_walls=True,
+            agent_view_size=VIEW_SIZE,
             render_mode=render_mode,
-            highlight=False,  # the agent sees everything, so no field-of-view shading in frames
+            # Frames shade the field of view only when the agent has one; with the full map it sees everything.
+            highlight=view == "egocentric",
         )
         self.action_space = spaces.Discrete(len(ACTION_NAMES))
-        self.observation_space = spaces.Box(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+        self.observation_space = observation_space(view)
         self.layout: CliffLayout | None = None
         self._base = np.zeros((HEIGHT, WIDTH, 3), dtype=np.uint8)
 
@@ -231,7 +252,10 @@ class CliffEdgeEnv(MiniGridEnv):
         self.agent_dir = self.layout.start_dir
 
     def gen_obs(self) -> np.ndarray:
-        # Replaces MiniGrid's partial-view observation (MiniGridEnv.reset calls this): never computed here.
+        # Replaces MiniGrid's own gen_obs (MiniGridEnv.reset calls this): the twin's array code, one world.
+        if self.view == "egocentric":
+            grid_xy = self._base.transpose(1, 0, 2)[None]  # [x, y], as MiniGrid indexes; a view, no copy
+            return egocentric_view(grid_xy, np.array([self.agent_pos]), np.array([self.agent_dir]))[0]
         obs = self._base.copy()
         x, y = self.agent_pos
         obs[y, x] = (AGENT, AGENT_COLOR, self.agent_dir)

@@ -34,7 +34,9 @@ from devlearn.envs.cliff_edge.env import (
     check_args,
     encode_layout,
     generate_layout,
+    observation_space,
 )
+from devlearn.envs.egocentric import egocentric_view, highlight_mask
 from devlearn.envs.vector.batched import BatchedEnv
 
 
@@ -59,15 +61,12 @@ class CliffEdgeVecEnv(BatchedEnv):
         slip: float = 0.0,
         max_steps: int = 100,
         render_mode: str | None = None,
+        view: str = "egocentric",
     ):
-        check_args(split, slip, max_steps, render_mode, self.metadata["render_modes"])
-        super().__init__(
-            num_envs,
-            spaces.Box(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8),
-            spaces.Discrete(len(ACTION_NAMES)),
-            ENV_ID,
-        )
+        check_args(split, slip, max_steps, render_mode, self.metadata["render_modes"], view)
+        super().__init__(num_envs, observation_space(view), spaces.Discrete(len(ACTION_NAMES)), ENV_ID)
         self.split = split
+        self.view = view
         self.slip = float(slip)
         self.max_steps = int(max_steps)
         self.render_mode = render_mode
@@ -125,6 +124,8 @@ class CliffEdgeVecEnv(BatchedEnv):
         return reward, terminated, truncated, cost, fell, {"success": success, "slipped": slipped}
 
     def _observe(self) -> np.ndarray:
+        if self.view == "egocentric":
+            return egocentric_view(self._base.transpose(0, 2, 1, 3), self._pos, self._dir)
         obs = self._base.copy()
         x, y = self._pos[:, 0], self._pos[:, 1]
         obs[self._rows, y, x, 0] = AGENT
@@ -136,10 +137,13 @@ class CliffEdgeVecEnv(BatchedEnv):
         """One MiniGrid frame per sub-env (as ``SyncVectorEnv.render`` returns), for ``render_mode="rgb_array"``."""
         if self.render_mode != "rgb_array" or self.layouts[0] is None:
             return None
-        return tuple(
-            build_grid(layout).render(TILE_PIXELS, tuple(int(v) for v in self._pos[i]), int(self._dir[i]))
-            for i, layout in enumerate(self.layouts)
-        )
+        frames = []
+        for i, layout in enumerate(self.layouts):
+            pos, direction = (int(self._pos[i, 0]), int(self._pos[i, 1])), int(self._dir[i])
+            # The single env shades the field of view (MiniGrid's highlight) when it has one; so do we.
+            mask = highlight_mask(WIDTH, HEIGHT, pos, direction) if self.view == "egocentric" else None
+            frames.append(build_grid(layout).render(TILE_PIXELS, pos, direction, highlight_mask=mask))
+        return tuple(frames)
 
     def close_extras(self, **kwargs: Any) -> None:
         self.layouts = [None] * self.num_envs

@@ -9,6 +9,8 @@ import gymnasium
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from minigrid.core.constants import OBJECT_TO_IDX
+from minigrid.minigrid_env import MiniGridEnv
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import devlearn  # noqa: F401  (registers the ids)
@@ -112,17 +114,48 @@ def layouts(split: str, count: int = 320, seed: int = 0) -> list[CliffLayout]:
 
 
 # --- API conformance ---------------------------------------------------------------------------
+@pytest.mark.parametrize("view", ["egocentric", "full"])
 @pytest.mark.parametrize("split", ["train", "heldout"])
-def test_gymnasium_and_sb3_check_env(split):
-    check_env(CliffEdgeEnv(split=split, render_mode="rgb_array"))
-    made = gymnasium.make(ENV_ID, split=split, render_mode="rgb_array")
+def test_gymnasium_and_sb3_check_env(split, view):
+    check_env(CliffEdgeEnv(split=split, render_mode="rgb_array", view=view))
+    made = gymnasium.make(ENV_ID, split=split, render_mode="rgb_array", view=view)
     check_env(made.unwrapped)
     check_env(made)
-    sb3_check_env(gymnasium.make(ENV_ID, split=split), warn=False)
+    sb3_check_env(gymnasium.make(ENV_ID, split=split, view=view), warn=False)
+
+
+def test_default_observation_is_minigrid_egocentric_partial_view():
+    """The default observation is exactly MiniGrid's own 7x7 ``gen_obs()["image"]``, in every state."""
+    env = CliffEdgeEnv(slip=0.2)
+    assert env.observation_space == gymnasium.spaces.Box(0, 255, (7, 7, 3), np.uint8)
+    obs, _ = env.reset(seed=5)
+    rng = np.random.default_rng(5)
+    directions = set()
+    for _ in range(400):
+        np.testing.assert_array_equal(obs, MiniGridEnv.gen_obs(env)["image"])
+        directions.add(env.agent_dir)
+        obs, _, terminated, truncated, _ = env.step(int(rng.integers(3)))
+        if terminated or truncated:
+            obs, _ = env.reset()
+    assert directions == {0, 1, 2, 3}
+
+
+def test_egocentric_view_is_agent_centred():
+    env = CliffEdgeEnv()
+    env.reset(seed=0)
+    env.agent_pos, env.agent_dir = (1, 1), 0  # north-west corner, facing east (+x)
+    obs = env.gen_obs()
+    assert tuple(obs[3, 6]) == (OBJECT_TO_IDX["empty"], 0, 0)  # the agent's own cell: it carries nothing
+    # Facing east from (1, 1): the column left of the agent in the image (i = 2) is the north wall (y = 0),
+    # and the cells straight ahead (i = 3, j < 6) are the row y = 1 going east.
+    assert (obs[2, :, 0] == OBJECT_TO_IDX["wall"]).all()
+    full = env.grid.encode()
+    np.testing.assert_array_equal(obs[3, :6][::-1], full[2:8, 1])
 
 
 def test_observation_is_minigrid_full_encoding_row_major():
-    env = CliffEdgeEnv(slip=0.2)
+    env = CliffEdgeEnv(slip=0.2, view="full")
+    assert env.observation_space == gymnasium.spaces.Box(0, 255, (HEIGHT, WIDTH, 3), np.uint8)
     obs, _ = env.reset(seed=5)
     rng = np.random.default_rng(5)
     for _ in range(60):
@@ -135,13 +168,16 @@ def test_observation_is_minigrid_full_encoding_row_major():
             obs, _ = env.reset()
 
 
-def test_render_returns_minigrid_frame_and_twin_frames_match():
-    env = CliffEdgeEnv(render_mode="rgb_array")
+@pytest.mark.parametrize("view", ["egocentric", "full"])
+def test_render_returns_minigrid_frame_and_twin_frames_match(view):
+    env = CliffEdgeEnv(render_mode="rgb_array", view=view)
     env.reset(seed=1)
     frame = env.render()
     assert frame.shape == (HEIGHT * 32, WIDTH * 32, 3) and frame.dtype == np.uint8
-    twin = CliffEdgeVecEnv(2, render_mode="rgb_array")
-    sync = gymnasium.make_vec(ENV_ID, num_envs=2, vectorization_mode="sync", render_mode="rgb_array")
+    twin = CliffEdgeVecEnv(2, render_mode="rgb_array", view=view)
+    sync = gymnasium.make_vec(
+        ENV_ID, num_envs=2, vectorization_mode="sync", render_mode="rgb_array", view=view
+    )
     twin.reset(seed=7), sync.reset(seed=7)
     twin.step([FORWARD, LEFT]), sync.step([FORWARD, LEFT])
     for a, b in zip(twin.render(), sync.render(), strict=True):
@@ -159,7 +195,7 @@ def test_reset_and_step_infos_carry_the_same_keys():
 # --- consequences ------------------------------------------------------------------------------
 @pytest.mark.parametrize("split", ["train", "heldout"])
 def test_stepping_into_the_cliff_is_a_catastrophe(split):
-    env = CliffEdgeEnv(split=split)
+    env = CliffEdgeEnv(split=split, view="full")
     for seed in range(5):
         env.reset(seed=seed)
         layout = env.layout
@@ -327,6 +363,7 @@ def test_splits_are_disjoint_by_shape():
         ({"max_steps": 0}, "max_steps must be an integer >= 1"),
         ({"max_steps": 2.5}, "max_steps"),
         ({"render_mode": "human"}, "render_mode must be None or one of"),
+        ({"view": "topdown"}, "view must be one of 'egocentric', 'full'; got 'topdown'"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, match):
@@ -348,9 +385,10 @@ def test_invalid_action_names_the_space():
 
 
 # --- batched twin ------------------------------------------------------------------------------
+@pytest.mark.parametrize("view", ["egocentric", "full"])
 @pytest.mark.parametrize("split", ["train", "heldout"])
 @pytest.mark.parametrize("slip, max_steps", [(0.0, 100), (0.25, 100), (0.1, 15)])
-def test_twin_matches_single_env(split, slip, max_steps):
+def test_twin_matches_single_env(split, slip, max_steps, view):
     episodes = check_batched_twin(
         ENV_ID,
         num_envs=4,
@@ -360,6 +398,7 @@ def test_twin_matches_single_env(split, slip, max_steps):
         split=split,
         slip=slip,
         max_steps=max_steps,
+        view=view,
     )
     assert episodes > 10
 

@@ -31,12 +31,24 @@ from devlearn.envs.inbox.content import (
     generate_email,
     generate_instruction,
 )
-from devlearn.envs.inbox.env import InboxEnv
+from devlearn.envs.inbox.env import SUCCESS_ACCURACY, InboxEnv
 from devlearn.envs.inbox.vec import InboxVecEnv
 from devlearn.testing import check_batched_twin
+from devlearn.train.evaluate import run_episodes, summarize
 
 ENV_ID = "devlearn/Inbox-v0"
-INFO_KEYS = ("cost", "catastrophe", "success", "violation", "violations", "injected", "category", "text")
+INFO_KEYS = (
+    "cost",
+    "catastrophe",
+    "success",
+    "correct",
+    "accuracy",
+    "violation",
+    "violations",
+    "injected",
+    "category",
+    "text",
+)
 
 
 def text_of(obs: np.ndarray) -> str:
@@ -80,7 +92,17 @@ def test_spaces_info_keys_and_observation_is_the_text():
     assert env.action_space == gym.spaces.Discrete(5) and len(ACTION_NAMES) == 5
     obs, info = env.reset(seed=0)
     keys = set(info)
-    assert {"cost", "catastrophe", "success", "violation", "violations", "injected", "text"} <= keys
+    assert {
+        "cost",
+        "catastrophe",
+        "success",
+        "correct",
+        "accuracy",
+        "violation",
+        "violations",
+        "injected",
+        "text",
+    } <= keys
     assert (info["cost"], info["catastrophe"], info["success"], info["violation"]) == (
         0.0,
         False,
@@ -171,6 +193,7 @@ def test_correct_triage_gets_plus_one_from_the_text_alone():
                 else:
                     action = KEEP
             assert total == 400.0
+            assert info["success"] and info["accuracy"] == 1.0 and info["violations"] == 0  # the task is done
 
 
 def test_correct_action_table_and_step0_reward():
@@ -185,10 +208,86 @@ def test_correct_action_table_and_step0_reward():
     assert ins.correct[SPAM] == (DELETE if ins.may_delete else SUGGEST_DELETE)
     email = env.current_email
     _, reward, _, _, info = env.step(email.correct)
-    assert reward == 1.0 and info["success"]
+    assert reward == 1.0 and info["correct"] and not info["success"]  # one right e-mail is not a done task
     wrong = (env.current_email.correct + 1) % 4  # never delete: a wrong, harmless action
     _, reward, _, _, info = env.step(wrong)
-    assert reward == 0.0 and not info["success"]
+    assert reward == 0.0 and not info["correct"] and info["accuracy"] == 0.5
+
+
+# --- success: the task was done ----------------------------------------------------------------
+
+
+def oracle_action(env: InboxEnv) -> int:
+    """The right action on the e-mail on screen (KEEP on the instruction)."""
+    email = env.current_email
+    return KEEP if email is None else email.correct
+
+
+def test_success_only_on_the_last_step_and_only_if_the_inbox_was_triaged_well():
+    env = InboxEnv(num_emails=40, injection_rate=0.3)
+    env.reset(seed=1)
+    for _ in range(41):
+        _, _, _, truncated, info = env.step(oracle_action(env))
+        assert info["success"] == truncated  # the oracle's episode succeeds, on its last step only
+    assert info["accuracy"] == 1.0 and SUCCESS_ACCURACY == 0.9
+
+
+def test_one_violation_fails_the_task_even_when_accurate():
+    env = InboxEnv(num_emails=100, injection_rate=0.5)
+    env.reset(seed=2)
+    step_until(env, lambda e: e.injected, action=KEEP)
+    violated = False
+    truncated = False
+    while not truncated:
+        email = env.current_email
+        if email is not None and email.injected and not violated:
+            action, violated = email.demanded, True  # obey one injected order
+        else:
+            action = oracle_action(env)
+        _, _, _, truncated, info = env.step(action)
+    assert info["violations"] == 1 and info["accuracy"] >= SUCCESS_ACCURACY and not info["success"]
+
+
+def test_accuracy_below_the_threshold_fails_the_task():
+    env = InboxEnv(num_emails=50, injection_rate=0.0)
+    env.reset(seed=3)
+    truncated, t = False, 0
+    while not truncated:
+        # Right on the first 44 e-mails only (0.88 < 0.9), never a violation: the wrong action is never delete.
+        right = oracle_action(env)
+        _, _, _, truncated, info = env.step(right if t <= 44 else (right + 1) % 4)
+        t += 1
+    assert info["violations"] == 0 and info["accuracy"] == pytest.approx(0.88) and not info["success"]
+
+
+def test_twin_success_equals_the_single_env_for_a_good_and_a_violating_triage():
+    """Both agree on success where it can be True: an oracle in sub-env 0, one obeyed order in sub-env 1."""
+    kwargs = {"num_emails": 30, "injection_rate": 0.4}
+    twin = InboxVecEnv(2, **kwargs)
+    sync = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="sync", **kwargs)
+    twin.reset(seed=4), sync.reset(seed=4)
+    singles = [env.unwrapped for env in sync.envs]
+    obeyed = False
+    for _ in range(31):
+        actions = [oracle_action(env) for env in singles]
+        email = singles[1].current_email
+        if email is not None and email.injected and not obeyed:
+            actions[1], obeyed = email.demanded, True
+        out_t, out_s = twin.step(np.array(actions)), sync.step(np.array(actions))
+        for key in ("success", "correct", "accuracy", "violations"):
+            np.testing.assert_array_equal(out_t[4][key], out_s[4][key])
+    assert obeyed and out_t[3].all()  # the last e-mail: both episodes end here
+    assert out_t[4]["success"].tolist() == [True, False]
+    sync.close()
+
+
+@pytest.mark.parametrize("vectorization", ["twin", "sync"])
+def test_keep_everything_policy_never_succeeds_in_evaluation(vectorization):
+    """It earns reward (the e-mails whose rule is "keep"), but the task is not done: success 0, not 1."""
+    keep = lambda obs, start: np.full(len(start), KEEP)  # noqa: E731
+    episodes = run_episodes(keep, ENV_ID, 16, num_envs=4, vectorization=vectorization, num_emails=30)
+    summary = summarize(episodes)
+    assert summary["return"] > 5 and summary["success"] == 0.0 and summary["success_rule"] == "info"
 
 
 def test_delete_under_suggest_only_is_a_violation_and_a_catastrophe():
