@@ -172,7 +172,7 @@ class DevelopmentalAgent:
                 obs, reward, terminated, truncated, info = self.env.step(actions)
                 real = real_transitions(info, self.num_envs, after_done=self._after_done)
                 fell = info_array(info, "catastrophe", False, self.num_envs).astype(bool)
-                self._stats.update(reward, info, real=real)
+                self._stats.update(reward, info, real=real, terminated=terminated)
                 done = (terminated | truncated) & real
                 finished += self._stats.pop(done)
                 flags = np.stack([reward, terminated, truncated, fell, real]).astype(np.float32)
