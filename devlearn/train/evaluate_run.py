@@ -42,8 +42,10 @@ def evaluate_run(
     # The agent is rebuilt from the run's own config and restored from its checkpoint.
     spaces_env = make_vector_env(cfg.env.id, 1, "auto", wrappers, **kwargs)
     agent = make_agent(cfg.agent, spaces_env, int(cfg.seed), "cpu", writer=None)
-    agent.load(run_dir)
     spaces_env.close()
+    from devlearn.train.run import load_checkpoint  # a truncated or corrupt checkpoint is answered in one line
+
+    load_checkpoint(agent, run_dir)
     policy = agent.policy()
 
     summary = summarize(run_episodes(policy, cfg.env.id, episodes, seed=seed, wrappers=wrappers, **kwargs))

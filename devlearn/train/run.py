@@ -59,7 +59,7 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # harmless on CPU; required by CUDA
 
 
-def _load(agent: Any, run_dir: Path) -> None:
+def load_checkpoint(agent: Any, run_dir: Path) -> None:
     """``agent.load``, with an unreadable checkpoint answered in one line (it passed the zip check, yet fails)."""
     check_checkpoint(run_dir)
     try:
@@ -122,7 +122,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     log = RunLog(writer, cfg.agent.total_timesteps, cfg.log.progress_bar, max_rollbacks=cfg.max_rollbacks)
     agent.runlog = log  # its checkpoints carry the run's counters
     if resume:
-        _load(agent, run_dir)
+        load_checkpoint(agent, run_dir)
         if agent.restored_log is not None:
             log.load_state_dict(agent.restored_log)
         log.resumes += 1
