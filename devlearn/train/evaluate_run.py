@@ -37,15 +37,14 @@ def evaluate_run(
 
     from devlearn.agents import make_agent, observation_wrappers
     from devlearn.envs.vector.make import make_vector_env
+    from devlearn.train.run import load_checkpoint
 
     wrappers = observation_wrappers(cfg.agent.name, cfg.env.id, **kwargs)
     # The agent is rebuilt from the run's own config and restored from its checkpoint.
     spaces_env = make_vector_env(cfg.env.id, 1, "auto", wrappers, **kwargs)
     agent = make_agent(cfg.agent, spaces_env, int(cfg.seed), "cpu", writer=None)
     spaces_env.close()
-    from devlearn.train.run import load_checkpoint  # a truncated or corrupt checkpoint is answered in one line
-
-    load_checkpoint(agent, run_dir)
+    load_checkpoint(agent, run_dir)  # a truncated or corrupt checkpoint is answered in one line
     policy = agent.policy()
 
     summary = summarize(run_episodes(policy, cfg.env.id, episodes, seed=seed, wrappers=wrappers, **kwargs))
