@@ -22,6 +22,7 @@ from torch.utils.tensorboard import SummaryWriter
 from devlearn.agents import make_agent, observation_wrappers
 from devlearn.config import ConfigError
 from devlearn.envs.vector.make import accepts_kwarg, make_vector_env
+from devlearn.logging.layout import HPARAM_METRICS, write_hparams, write_layout
 from devlearn.logging.media import record_episode
 from devlearn.logging.runlog import Diverged, RunLog
 from devlearn.train.checks import check_run, one_line
@@ -129,6 +130,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         print(f"devlearn: resuming {run_dir} at step {agent.num_timesteps:,}")
     else:
         writer.add_text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "\n```")
+        write_layout(writer)  # TensorBoard's Custom Scalars tab: the learning curves first
 
     print(
         f"devlearn: training {cfg.agent.name} on {cfg.env.id} ({cfg.env.num_envs} envs, {device}) -> {run_dir}"
@@ -187,13 +189,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "world_model_coef": cfg.agent.get("world_model_coef", 0.0),
         "shield_tau": cfg.agent.get("shield_tau", 1.0),
     }
-    final = {
-        f"hparam/{split}/{k}": table[split][k]
-        for split in table
-        for k in ("return", "success", "catastrophe_rate")
-    }
-    final["hparam/training_catastrophes"] = log.catastrophes_total
-    writer.add_hparams(hparams, final, run_name=".")
+    metrics = [f"eval/{split}/{k}" for split in table for k in HPARAM_METRICS] + ["rollout/catastrophes_total"]
+    write_hparams(writer, hparams, metrics)
     writer.close()
 
     results = {**_identity(cfg, device, agent, log, train_seconds), "eval": table}
