@@ -95,7 +95,7 @@ def kill_and_resume(i: int, base: list[str], root: Path, rng: random.Random) -> 
     deadline = time.time() + 600
     while (saved_step(run_dir) or 0) == 0 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.1)  # wait for a periodic checkpoint beyond the one before the first update
-    time.sleep(rng.uniform(0.0, 8.0))  # then a random moment: mid-rollout, mid-update or mid-checkpoint
+    time.sleep(rng.uniform(0.0, 6.0))  # then a random moment: mid-rollout, mid-update or mid-checkpoint
     finished_first = proc.poll() is not None
     proc.send_signal(signal.SIGKILL)
     proc.wait()
