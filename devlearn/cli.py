@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from devlearn.config import AGENTS, OBJECTIVES, agent_keys, register_configs, schema_keys
 from devlearn.errors import ConfigError
 from devlearn.registry import RegistryError
+from devlearn.train.launch import debug, fail, resume_command
 
 USAGE = """usage: devlearn <command> [arguments]
 
@@ -182,9 +183,13 @@ def _grok_main(cfg: DictConfig) -> None:
 
 @hydra.main(config_path="pkg://devlearn.configs", config_name="train", version_base="1.3")
 def _train_main(cfg: DictConfig) -> float | None:
-    """One run. Returns the figure named by ``objective`` (what a sweeper such as Optuna optimizes), else None."""
+    """One run. Returns the figure named by ``objective`` (what a sweeper such as Optuna optimizes), else None.
+
+    Errors are answered here: Hydra would print its own traceback for anything that leaves this function.
+    """
+    from devlearn.logging.runlog import Diverged
     from devlearn.report import final_figures
-    from devlearn.train.run import train  # torch and SB3 load only when a run starts
+    from devlearn.train.run import Interrupted, train  # torch and SB3 load only when a run starts
 
     try:
         if cfg.get("objective") is None and "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")):
@@ -194,9 +199,37 @@ def _train_main(cfg: DictConfig) -> float | None:
             )
         results = train(cfg, Path(HydraConfig.get().runtime.output_dir))
     except (ConfigError, RegistryError) as err:
-        print(f"devlearn: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        if debug():
+            raise
+        fail(str(err))
+    except Diverged as err:
+        if debug():
+            raise
+        fail(str(err), code=1)
+    except Interrupted as err:
+        print(f"\ndevlearn: {err}. Continue with:\n  {resume_command(sys.argv[1:], err.run_dir)}", file=sys.stderr)
+        sys.exit(130)
     return None if cfg.get("objective") is None else final_figures(results)[cfg.objective]
+
+
+SINGLE_RUN_FLAGS = ("-m", "--multirun", "-c", "--cfg", "--help", "-h", "--hydra-help", "--info", "-i", "-p", "--package")
+
+
+def _prepare_train(args: list[str]) -> list[str]:
+    """Check a single run before Hydra creates its folder; returns the arguments Hydra gets.
+
+    A multirun (``-m``) or an inspection flag (``--cfg``) goes to Hydra as it is: each job of a
+    sweep is checked again when it starts (``devlearn.train.run.train``).
+    """
+    from devlearn.train.launch import normalize_overrides, prepare
+
+    args = normalize_overrides(args)
+    if any(a in SINGLE_RUN_FLAGS for a in args):
+        return args
+    cfg, run_dir = prepare([a for a in args if "=" in a and not a.startswith("-")])
+    if str(cfg.resume).lower() != "false":  # Hydra's job runs in the resumed folder, not a new one
+        args = [a for a in args if not a.lstrip("+").startswith("hydra.run.dir=")] + [f"hydra.run.dir={run_dir}"]
+    return args
 
 
 def _eval(args: list[str]) -> None:
@@ -282,8 +315,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if command == "train":
             check_overrides(rest)
+            hydra_args = _prepare_train(rest)
             register_configs()
-            sys.argv = ["devlearn train", *rest]
+            sys.argv = ["devlearn train", *hydra_args]
             _train_main()
         elif command == "grok":
             check_grok_overrides(rest)
@@ -303,5 +337,6 @@ def main(argv: list[str] | None = None) -> None:
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"Unknown command {command!r}.{hint}\n{USAGE}")
     except (ConfigError, RegistryError) as err:
-        print(f"devlearn: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        if debug():
+            raise
+        fail(str(err))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from devlearn.errors import ConfigError
 from devlearn.model.core import CoreConfig
@@ -150,17 +150,30 @@ class TrainConfig:
     log: LogConfig = field(default_factory=LogConfig)
     seed: int = 0
     device: str = "auto"
-    resume: bool = False  # continue the newest run of this env, agent and seed from its checkpoint
+    # false | true: continue the run of this env id, agent and seed whose stored config matches |
+    # force: continue it even if non-structural keys differ (devlearn/train/resume.py)
+    resume: Any = False
     checkpoint_every: int = 20_000  # env steps between checkpoints
     # The final figure the run returns to Hydra's sweeper (Optuna optimizes it); None: the run returns nothing.
     objective: str | None = None
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)  # LR / weight decay per PPO update
 
 
+    max_rollbacks: int = 5  # this many rollbacks in a row stop the run: the update diverges every time
+    deterministic: bool = False  # bit-identical runs for one seed on CPU (single-threaded, deterministic kernels)
+
+
+def run_name(env_id: str) -> str:
+    """An env id as a folder name: ``devlearn/CliffEdge-v0`` -> ``devlearn_CliffEdge-v0`` (run folders are named by it)."""
+    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in str(env_id))
+
+
 def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore: ``train_schema``, ``agent/<name>_schema``,
     ``schedule/schedule_schema`` and ``grok_schema`` (``devlearn grok``)."""
     from devlearn.grok import GrokConfig
+
+    OmegaConf.register_new_resolver("run_name", run_name, replace=True)  # used by hydra.run.dir
 
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
@@ -190,6 +203,17 @@ def validate(cfg: Any) -> None:
     _choice("agent.name", cfg.agent.name, AGENTS)
     _positive("env.num_envs", cfg.env.num_envs)
     _positive("checkpoint_every", cfg.checkpoint_every)
+    if isinstance(cfg.seed, bool) or cfg.seed < 0:
+        raise ConfigError(f"seed={cfg.seed!r} must be an integer >= 0.")
+    if str(cfg.resume).lower() not in ("false", "true", "force"):
+        raise ConfigError(f"resume={cfg.resume!r} is not allowed. Allowed values: false, true, force.")
+    if cfg.max_rollbacks < 1:
+        raise ConfigError(f"max_rollbacks={cfg.max_rollbacks!r} must be >= 1.")
+    if cfg.log.eval_episodes < 1:
+        raise ConfigError(
+            f"log.eval_episodes={cfg.log.eval_episodes!r} must be >= 1 (the final table averages over them)."
+        )
+    _positive("log.video_max_steps", cfg.log.video_max_steps)
     agent = cfg.agent
     for key in ("total_timesteps", "learning_rate", "n_steps", "batch_size", "n_epochs", "clip_range"):
         _positive(f"agent.{key}", agent[key])

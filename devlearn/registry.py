@@ -114,7 +114,7 @@ def spec(id: str) -> EnvEntry:
         return EnvEntry(
             id, gym_spec.entry_point, "gymnasium", dict(gym_spec.kwargs), gym_spec.vector_entry_point
         )
-    known = sorted(_REGISTRY) + sorted(gymnasium.registry)
+    known = sorted(_REGISTRY) + sorted(set(gymnasium.registry) - set(_REGISTRY))  # ours are in both: list once
     raise RegistryError(
         f"Unknown environment id {id!r}.{_suggest(id, known)} "
         f"devlearn environments: {', '.join(sorted(_REGISTRY))}. Run `devlearn envs` to list them all."

@@ -96,6 +96,9 @@ class DevelopmentalAgent:
         self._started = False
         self._after_done = np.zeros(self.num_envs, dtype=bool)  # the next step of a sub-env only resets
         self._stats = EpisodeStats(self.num_envs)
+        # The run's counters ride in the checkpoint: train() sets ``runlog``; ``load`` leaves them in ``restored_log``.
+        self.runlog: RunLog | None = None
+        self.restored_log: dict[str, Any] | None = None
 
     def new_context(self, num_envs: int, n_steps: int) -> SequenceContext:
         """A sequence context for ``num_envs`` streams of ``n_steps``-step segments (training or evaluation)."""
@@ -331,7 +334,7 @@ class DevelopmentalAgent:
         self.optimizer.zero_grad(set_to_none=True)
         self.rollbacks += 1
         print(f"devlearn: {why} at step {self.num_timesteps:,}; rolled back to the last checkpoint")
-        log.scalars({"train/rollbacks": self.rollbacks}, self.num_timesteps)
+        log.rollback(self.num_timesteps, why)  # raises Diverged after max_rollbacks in a row
 
     # --- pictures ------------------------------------------------------------------------------
     def log_prediction(self, step: int) -> bool:
@@ -377,6 +380,8 @@ class DevelopmentalAgent:
             "rng": checkpoint.rng_state(),
             "generator": self.gen.get_state(),
         }
+        if self.runlog is not None:  # counted with the very step they belong to (one atomic file)
+            state["log"] = self.runlog.state_dict()
         checkpoint.save(state, Path(run_dir) / CHECKPOINT)
 
     def load(self, run_dir: Path) -> None:
@@ -389,6 +394,12 @@ class DevelopmentalAgent:
         checkpoint.set_rng_state(state["rng"])
         self.gen.set_state(state["generator"])
         self._started = False
+        self.restored_log = state.get("log")
+        # The optimizer state carries the saved run's lr and decay; the config decides them (resume=force).
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] = float(self.cfg.learning_rate)
+            if group.get("name") == "decay":
+                group["weight_decay"] = group["base_weight_decay"] = float(self.cfg.weight_decay)
 
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
@@ -17,6 +21,9 @@ from devlearn.agents.sb3.vec import SB3VecEnv
 from devlearn.logging.runlog import RunLog
 from devlearn.train import checkpoint
 
+# Hyperparameters taken from the config on load, not the file (resume=force may change them).
+FROM_CONFIG = ("learning_rate", "gamma", "gae_lambda", "ent_coef", "max_grad_norm", "batch_size", "n_epochs")
+EXTRA = "devlearn.pt"  # devlearn's own entry in SB3's checkpoint.zip (weights-only torch file)
 ALGORITHMS = {"ppo": (PPO, "MlpPolicy"), "recurrent_ppo": (RecurrentPPO, "MlpLstmPolicy")}
 
 
@@ -57,7 +64,7 @@ class _Reporter(BaseCallback):
                 f"devlearn: non-finite parameters at step {self.num_timesteps}; rolled back to the last checkpoint"
             )
             self.model.set_parameters(str(self.run_dir / "checkpoint.zip"), exact_match=True)
-            self.log.scalars({"train/rollbacks": self.agent.rollbacks}, self.num_timesteps)
+            self.log.rollback(self.num_timesteps, "non-finite parameters")  # Diverged after max in a row
         elif self.num_timesteps >= self.next_checkpoint:
             self.agent.save(self.run_dir)
             self.next_checkpoint = self.num_timesteps + self.every
@@ -77,6 +84,9 @@ class SB3Agent:
         self.venv = SB3VecEnv(env)
         self.venv.seed(seed)
         self.rollbacks = 0
+        # The run's counters ride in the checkpoint: train() sets ``runlog``; ``load`` leaves them in ``restored_log``.
+        self.runlog: RunLog | None = None
+        self.restored_log: dict[str, Any] | None = None
         self.model = algo(
             policy,
             self.venv,
@@ -130,17 +140,48 @@ class SB3Agent:
         return act
 
     def save(self, run_dir: Path) -> None:
+        """SB3's zip plus a ``devlearn.pt`` entry (RNG, rollbacks, run counters), renamed into place at once.
+
+        One file, one rename: a kill at any moment leaves either the old checkpoint or the new one,
+        never a model of one step with counters of another.
+        """
         tmp = run_dir / ".checkpoint-tmp.zip"
         self.model.save(tmp)  # SB3's zip: policy, optimizer, counters
+        extra = {"rng": checkpoint.rng_state(), "rollbacks": self.rollbacks}
+        if self.runlog is not None:
+            extra["log"] = self.runlog.state_dict()
+        buffer = io.BytesIO()
+        torch.save(extra, buffer)
+        # ".pt", not ".pth": SB3's loader reads every *.pth entry as a module's state dict
+        with zipfile.ZipFile(tmp, "a") as z:
+            z.writestr(EXTRA, buffer.getvalue())
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, run_dir / "checkpoint.zip")
-        checkpoint.save(
-            {"rng": checkpoint.rng_state(), "rollbacks": self.rollbacks}, run_dir / "checkpoint-rng.pt"
-        )
 
     def load(self, run_dir: Path) -> None:
+        """Restore ``checkpoint.zip`` without unpickling anything from it.
+
+        SB3 stores some fields of its ``data`` entry with cloudpickle (spaces, schedules, the policy
+        class, the last observation): loading those runs whatever code the file carries. Every such
+        field is handed to SB3 as a ``custom_objects`` value instead, taken from this agent's own model,
+        which was just built from the run's config and env; so are the hyperparameters the config
+        may change on ``resume=force``. The weights (``*.pth``) and devlearn's entry are read with
+        ``weights_only=True``. What is trusted from the file: tensors, numbers, strings and lists.
+        """
         algo, _ = ALGORITHMS[self.algorithm]
-        self.model = algo.load(run_dir / "checkpoint.zip", env=self.venv, device=self.model.device)
+        path = run_dir / "checkpoint.zip"
+        with zipfile.ZipFile(path) as z:
+            data = json.loads(z.read("data"))
+            extra = torch.load(io.BytesIO(z.read(EXTRA)), weights_only=True)
+        custom = {}
+        for key, value in data.items():
+            if (isinstance(value, dict) and ":serialized:" in value) or key in FROM_CONFIG:
+                if not hasattr(self.model, key):
+                    raise ValueError(f"checkpoint.zip has a pickled field {key!r} that devlearn does not rebuild")
+                custom[key] = getattr(self.model, key)
+        self.model = algo.load(path, env=self.venv, device=self.model.device, custom_objects=custom)
         self._attach_logger()
-        extra = checkpoint.load(run_dir / "checkpoint-rng.pt")
         checkpoint.set_rng_state(extra["rng"])
         self.rollbacks = int(extra["rollbacks"])
+        self.restored_log = extra.get("log")

@@ -4,6 +4,11 @@ Every agent reports the same things the same way: ``rollout/return``, ``rollout/
 ``rollout/catastrophe_rate``, ``rollout/cost`` (means over the last ``window`` episodes),
 ``rollout/catastrophes_total`` and ``time/steps_per_s``. Agents add their own tags
 (``train/``, ``world_model/``, ``memory/``) through ``scalars``.
+
+The run's counters (episodes, catastrophes, cost, rollbacks, training wall time, the recent
+episodes) travel inside the agent's checkpoint (``state_dict`` / ``load_state_dict``), so a resumed
+run continues them instead of counting from zero. ``rollback`` stops a run whose update diverges
+``max_rollbacks`` times in a row with ``Diverged``.
 """
 
 from __future__ import annotations
@@ -17,20 +22,87 @@ import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 
 
-class RunLog:
-    """Consequence bookkeeping for one run, written to ``writer``."""
+class Diverged(RuntimeError):
+    """Every recent update diverged and was rolled back: the run stops instead of spinning in place."""
 
-    def __init__(self, writer: SummaryWriter, total_timesteps: int, progress: bool = True, window: int = 100):
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float, bool, np.number, np.bool_))
+
+
+COUNTERS = ("episodes_total", "catastrophes_total", "cost_total", "rollbacks_total", "resumes")
+
+
+class RunLog:
+    """Consequence bookkeeping for one run, written to ``writer``.
+
+    Args:
+        max_rollbacks: rollbacks in a row (no successful update between them) that stop the run.
+    """
+
+    def __init__(
+        self,
+        writer: SummaryWriter | None,
+        total_timesteps: int,
+        progress: bool = True,
+        window: int = 100,
+        max_rollbacks: int = 5,
+    ):
         self.writer = writer
         self.total = total_timesteps
         self.progress = progress
         self.recent: deque[dict[str, Any]] = deque(maxlen=window)
         self.window = window
+        self.max_rollbacks = max_rollbacks
         self.episodes_total = 0
         self.catastrophes_total = 0
+        self.cost_total = 0.0
+        self.rollbacks_total = 0
+        self.resumes = 0
+        self.consecutive_rollbacks = 0
+        self._rolled_back = False  # a rollback since the last rollout_end
+        self._wall_before = 0.0  # training seconds of the run's earlier sessions (before a resume)
         self._t0 = time.time()
         self._t0_step = 0
+        self._session_t0 = time.time()
         self._next_print = 0.0
+
+    # --- counters that survive a resume ------------------------------------------------------
+    def train_seconds(self) -> float:
+        """Training wall time of the whole run: earlier sessions plus this one."""
+        return self._wall_before + (time.time() - self._session_t0)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The counters, in types ``torch.load(weights_only=True)`` accepts (saved inside the checkpoint)."""
+        return {
+            **{k: getattr(self, k) for k in COUNTERS},
+            "train_seconds": self.train_seconds(),
+            "recent": [{k: float(v) for k, v in ep.items() if _number(v)} for ep in self.recent],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the counters of a checkpoint (the clock restarts from its training time)."""
+        for key in COUNTERS:
+            setattr(self, key, type(getattr(self, key))(state[key]))
+        self._wall_before = float(state["train_seconds"])
+        self._session_t0 = time.time()
+        self.recent.clear()
+        self.recent.extend(state["recent"])
+
+    def rollback(self, step: int, why: str) -> None:
+        """Count a rolled-back update; raise ``Diverged`` after ``max_rollbacks`` in a row."""
+        self.rollbacks_total += 1
+        if not self._rolled_back:
+            self.consecutive_rollbacks += 1
+        self._rolled_back = True
+        if self.writer is not None:
+            self.writer.add_scalar("train/rollbacks", self.rollbacks_total, step)
+        if self.consecutive_rollbacks >= self.max_rollbacks:
+            raise Diverged(
+                f"training diverged: {self.consecutive_rollbacks} updates in a row ended in {why} at step {step:,} "
+                "and were rolled back. Try a smaller agent.learning_rate (or agent.max_grad_norm), "
+                "or raise max_rollbacks."
+            )
 
     def restart_clock(self, step: int) -> None:
         """Measure steps/s from ``step`` on (after a resume, or once warm-up is over)."""
@@ -42,6 +114,7 @@ class RunLog:
             self.recent.append(ep)
             self.episodes_total += 1
             self.catastrophes_total += int(ep["catastrophe"])
+            self.cost_total += float(ep["cost"])
 
     def headline(self) -> dict[str, float]:
         """Means over the last ``window`` episodes (empty before the first one ends)."""
@@ -60,11 +133,16 @@ class RunLog:
         return (step - self._t0_step) / max(time.time() - self._t0, 1e-9)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
+        if self.writer is None:
+            return
         for tag, value in values.items():
             self.writer.add_scalar(tag, value, step)
 
     def rollout_end(self, step: int) -> None:
         """Write the headline figures at ``step`` and refresh the progress line."""
+        if not self._rolled_back:  # an update since the last rollout went through
+            self.consecutive_rollbacks = 0
+        self._rolled_back = False
         figures = self.headline()
         self.scalars({f"rollout/{k}": v for k, v in figures.items()}, step)
         self.scalars(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +51,19 @@ def evaluate_run(
 
     from devlearn.agents import make_agent, observation_wrappers
     from devlearn.envs.vector.make import make_vector_env
+    from devlearn.train.resume import check_checkpoint
+    from devlearn.train.run import load_checkpoint
 
     wrappers = observation_wrappers(cfg.agent.name, cfg.env.id, **kwargs)
     # The agent is rebuilt from the run's own config and restored from its checkpoint.
     spaces_env = make_vector_env(cfg.env.id, 1, "auto", wrappers, **kwargs)
-    agent = make_agent(cfg.agent, spaces_env, int(cfg.seed), "cpu", writer=None)
-    agent.load(run_dir)
+    check_checkpoint(run_dir)  # before building anything: a truncated file is answered at once
+    with warnings.catch_warnings():
+        # one env stands in for the run's num_envs: SB3's "mini-batch size" advice is about training, not this
+        warnings.filterwarnings("ignore", message="You have specified a mini-batch size")
+        agent = make_agent(cfg.agent, spaces_env, int(cfg.seed), "cpu", writer=None)
     spaces_env.close()
+    load_checkpoint(agent, run_dir)  # a truncated or corrupt checkpoint is answered in one line
     if dynamic_eval:
         from devlearn.agents.developmental.dynamic_eval import DynamicEvalPolicy
 

@@ -10,21 +10,24 @@ from __future__ import annotations
 
 import json
 import os
-import time
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from devlearn.agents import make_agent, observation_wrappers
-from devlearn.agents.base import has_checkpoint
-from devlearn.config import OBJECTIVES, ConfigError, validate
+from devlearn.config import OBJECTIVES, ConfigError
 from devlearn.envs.vector.make import accepts_kwarg, make_vector_env
+from devlearn.logging.layout import HPARAM_METRICS, write_hparams, write_layout
 from devlearn.logging.media import record_episode
-from devlearn.logging.runlog import RunLog
+from devlearn.logging.runlog import Diverged, RunLog
+from devlearn.train.checks import check_run, one_line
 from devlearn.train.evaluate import evaluate_policies, format_table
+from devlearn.train.resume import check_checkpoint, find_resumable
 
 
 def resolve_device(device: str) -> str:
@@ -33,19 +36,68 @@ def resolve_device(device: str) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
 
-def find_resumable(cfg: DictConfig, run_dir: Path) -> Path:
-    """The run to continue: ``run_dir`` itself if it has a checkpoint, else the newest sibling run
-    of the same env, agent and seed that has one."""
-    if has_checkpoint(run_dir):
-        return run_dir
-    prefix = f"{cfg.env.name}-{cfg.agent.name}-seed{cfg.seed}-"
-    candidates = sorted(p for p in run_dir.parent.glob(prefix + "*") if p != run_dir and has_checkpoint(p))
-    if not candidates:
+class Interrupted(Exception):
+    """Ctrl-C during training: the checkpoint was saved; ``run_dir`` continues with ``resume=true``."""
+
+    def __init__(self, run_dir: Path, step: int):
+        super().__init__(f"interrupted at step {step:,}; checkpoint saved in {run_dir}")
+        self.run_dir, self.step = run_dir, step
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, numpy and torch; with ``deterministic``, also pin torch to deterministic CPU kernels.
+
+    Deterministic mode runs torch single-threaded: intra-op parallel reductions may sum in a
+    different order from run to run, and that alone makes two runs drift apart. On a multi-core
+    machine this costs throughput (docs/benchmarks.md); on 1-2 free cores it costs little.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.set_num_threads(1)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # harmless on CPU; required by CUDA
+
+
+def load_checkpoint(agent: Any, run_dir: Path) -> None:
+    """``agent.load``, with an unreadable checkpoint answered in one line (it passed the zip check, yet fails)."""
+    check_checkpoint(run_dir)
+    try:
+        agent.load(run_dir)
+    except Exception as err:
         raise ConfigError(
-            f"resume=true, but no checkpoint of {prefix}* was found under {run_dir.parent}. "
-            "Start without resume, or point hydra.run.dir at the run to continue."
-        )
-    return candidates[-1]
+            f"the checkpoint in {run_dir} cannot be loaded ({one_line(err)[:300]}). "
+            "It is corrupt or from an incompatible version; start a new run (resume=false)."
+        ) from None
+
+
+def _write_results(run_dir: Path, results: dict[str, Any]) -> None:
+    tmp = run_dir / ".results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=2))
+    os.replace(tmp, run_dir / "results.json")
+
+
+def _identity(cfg: DictConfig, device: str, agent: Any, log: RunLog, seconds: float) -> dict[str, Any]:
+    """results.json's figures of the whole run: ``seconds`` of training over every session of a resumed run."""
+    return {
+        "env": cfg.env.id,
+        "agent": cfg.agent.name,
+        "seed": cfg.seed,
+        "device": device,
+        "deterministic": bool(cfg.deterministic),
+        "env_steps": agent.num_timesteps,
+        "train_seconds": round(seconds, 2),
+        "env_steps_per_second": round(agent.num_timesteps / max(seconds, 1e-9), 1),
+        "resumes": log.resumes,
+        "training": {
+            "episodes": log.episodes_total,
+            "catastrophes": log.catastrophes_total,
+            "cost": round(log.cost_total, 6),
+            "rollbacks": log.rollbacks_total,
+            **{f"last{log.window}_{k}": v for k, v in log.headline().items()},
+        },
+    }
 
 
 def eval_splits(cfg: DictConfig) -> list[str]:
@@ -65,8 +117,12 @@ def evaluation_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train ``cfg.agent`` on ``cfg.env``; write TensorBoard logs, checkpoints and ``results.json`` under ``run_dir``."""
-    validate(cfg)
+    """Train ``cfg.agent`` on ``cfg.env``; write TensorBoard logs, checkpoints and ``results.json`` under ``run_dir``.
+
+    Raises ``ConfigError`` (nothing trained), ``Diverged`` (``max_rollbacks`` rollbacks in a row;
+    ``results.json`` says so) or ``Interrupted`` (Ctrl-C; the checkpoint was saved first).
+    """
+    check_run(cfg)
     if cfg.get("objective") is not None:  # checked now, not after training: the env may have no such split
         allowed = [
             o for o in OBJECTIVES if "/" not in o or o.split("/")[0] in [*eval_splits(cfg), "training"]
@@ -77,32 +133,47 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 f"Allowed values here: {', '.join(allowed)}."
             )
     device = resolve_device(cfg.device)
-    if cfg.resume:
-        run_dir = find_resumable(cfg, run_dir)
+    resume = str(cfg.resume).lower() != "false"
+    if resume:
+        run_dir = find_resumable(cfg, run_dir.parent, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     env_kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed, cfg.deterministic)
 
     # env -> batched observations -> agent
     wrappers = observation_wrappers(cfg.agent.name, cfg.env.id, **env_kwargs)
     env = make_vector_env(cfg.env.id, cfg.env.num_envs, cfg.env.vectorization, wrappers, **env_kwargs)
     writer = SummaryWriter(str(run_dir / "tb"))
     agent = make_agent(cfg.agent, env, cfg.seed, device, writer, cfg.get("schedule"))
-    if cfg.resume:
-        agent.load(run_dir)
+    log = RunLog(writer, cfg.agent.total_timesteps, cfg.log.progress_bar, max_rollbacks=cfg.max_rollbacks)
+    agent.runlog = log  # its checkpoints carry the run's counters
+    if resume:
+        load_checkpoint(agent, run_dir)
+        if agent.restored_log is not None:
+            log.load_state_dict(agent.restored_log)
+        log.resumes += 1
         print(f"devlearn: resuming {run_dir} at step {agent.num_timesteps:,}")
     else:
         writer.add_text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "\n```")
+        write_layout(writer)  # TensorBoard's Custom Scalars tab: the learning curves first
 
     print(
         f"devlearn: training {cfg.agent.name} on {cfg.env.id} ({cfg.env.num_envs} envs, {device}) -> {run_dir}"
     )
-    log = RunLog(writer, cfg.agent.total_timesteps, cfg.log.progress_bar)
-    step0, t0 = agent.num_timesteps, time.time()
-    log.restart_clock(step0)
-    agent.learn(cfg.agent.total_timesteps, log, run_dir, cfg.checkpoint_every)
-    train_seconds = time.time() - t0
-    env.close()
+    log.restart_clock(agent.num_timesteps)
+    try:
+        agent.learn(cfg.agent.total_timesteps, log, run_dir, cfg.checkpoint_every)
+    except KeyboardInterrupt:
+        agent.save(run_dir)  # the counters go with it: the resumed run continues them
+        writer.close()
+        raise Interrupted(run_dir, agent.num_timesteps) from None
+    except Diverged as err:
+        writer.close()
+        _write_results(run_dir, {**_identity(cfg, device, agent, log, log.train_seconds()), "stopped": str(err)})
+        raise
+    finally:
+        env.close()
+    train_seconds = log.train_seconds()
 
     # held-out evaluation: the figures a paper would quote, by argmax and by sampling the policy
     splits = eval_splits(cfg)
@@ -140,34 +211,16 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "world_model_coef": cfg.agent.get("world_model_coef", 0.0),
         "shield_tau": cfg.agent.get("shield_tau", 1.0),
     }
-    final = {
-        f"hparam/{split}/{k}": table[split][k]
-        for split in table
-        for k in ("return", "success", "catastrophe_rate")
-    }
-    final["hparam/training_catastrophes"] = log.catastrophes_total
-    writer.add_hparams(hparams, final, run_name=".")
+    metrics = [f"eval/{split}/{k}" for split in table for k in HPARAM_METRICS] + ["rollout/catastrophes_total"]
+    write_hparams(writer, hparams, metrics)
     writer.close()
 
     results = {
-        "env": cfg.env.id,
-        "agent": cfg.agent.name,
-        "seed": cfg.seed,
-        "device": device,
-        "env_steps": agent.num_timesteps,
-        "train_seconds": round(train_seconds, 2),
-        "env_steps_per_second": round((agent.num_timesteps - step0) / max(train_seconds, 1e-9), 1),
-        "training": {
-            "episodes": log.episodes_total,
-            "catastrophes": log.catastrophes_total,
-            **{f"last{log.window}_{k}": v for k, v in log.headline().items()},
-        },
+        **_identity(cfg, device, agent, log, train_seconds),
         "eval": table,  # argmax: the policy's most likely action
         "eval_sampled": sampled,  # actions sampled from the policy
     }
-    tmp = run_dir / ".results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2))
-    os.replace(tmp, run_dir / "results.json")
+    _write_results(run_dir, results)
     print()
     print(
         format_table(
@@ -180,7 +233,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     )
     print(
         f"\n{results['env_steps']:,} env steps in {train_seconds:.0f} s ({results['env_steps_per_second']:,.0f} steps/s); "
-        f"{log.catastrophes_total} catastrophes in {log.episodes_total} training episodes."
+        f"{log.catastrophes_total} catastrophes in {log.episodes_total} training episodes; "
+        f"{log.rollbacks_total} rollbacks."
     )
     print(f"TensorBoard: tensorboard --logdir {run_dir.parent}")
     return results
