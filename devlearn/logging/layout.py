@@ -24,7 +24,10 @@ LAYOUT: dict[str, dict[str, list[Any]]] = {
     "2. consequences": {
         "catastrophes (total)": ["Multiline", ["rollout/catastrophes_total"]],
         "cost (last 100 episodes)": ["Multiline", ["rollout/cost"]],
-        "shield": ["Multiline", ["shield/fire_rate", "shield/veto_rate", "shield/precision"]],
+        "shield": [
+            "Multiline",
+            ["shield/fire_rate", "shield/precision", "shield/recall", "shield/false_mask_rate", "shield/ece"],
+        ],
     },
     "3. health": {
         "rollbacks": ["Multiline", ["train/rollbacks"]],
