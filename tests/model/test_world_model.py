@@ -100,7 +100,7 @@ def test_learns_what_the_action_changes(trained) -> None:
     # a model that copies o_t scores acc_changed 0 and acc_obs = the share of steps where nothing moved:
     # ask for the changed cells themselves, and for whole grids well above the copier
     assert logs["acc_changed"] > 0.8, logs
-    assert logs["acc_obs"] > 0.9 and logs["acc_obs"] > logs["acc_obs_copy"] + 0.25, logs
+    assert logs["acc_obs"] > 0.85 and logs["acc_obs"] > logs["acc_obs_copy"] + 0.2, logs
     batch = take(test, np.arange(16))
     with torch.no_grad():
         predicted = wm.predict_next(core(batch["obs"], batch["action"])[1], batch["obs"])
