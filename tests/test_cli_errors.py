@@ -40,7 +40,7 @@ def assert_one_line(out, message):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["env.kwargs.slip=2"], "devlearn/CliffEdge-v0 refused env.kwargs.split='train', env.kwargs.slip=2: slip must be"),
+        (["env.kwargs.slip=2"], "env.kwargs.slip=2: slip must be a probability in [0, 1); got 2."),
         (["env.kwargs.max_stepz=3"], "no keyword argument 'max_stepz'. Did you mean 'max_steps'?"),
         (["env=gym"], "env=gym needs env.id, e.g. devlearn train env=gym env.id="),
         (["seed=-1"], "seed=-1 must be an integer >= 0."),
