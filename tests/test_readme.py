@@ -57,7 +57,9 @@ def test_quickstart_trains_the_default_agent(tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "training developmental on devlearn/CliffEdge-v0" in out.stdout
-    assert re.search(r"^train\s+-?\d", out.stdout, flags=re.M) and re.search(r"^heldout\s+-?\d", out.stdout, flags=re.M)
+    for split in ("train", "heldout"):  # argmax and sampled rows for both splits
+        assert re.search(rf"^{split} argmax\s+-?\d", out.stdout, flags=re.M), out.stdout
+        assert re.search(rf"^{split} sampled\s+-?\d", out.stdout, flags=re.M), out.stdout
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert list((run_dir / "tb").glob("events.out.tfevents.*")) and (run_dir / "checkpoint.pt").is_file()
 
