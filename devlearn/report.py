@@ -16,6 +16,7 @@ learns; the median is robust to it, and the percentile bootstrap needs no normal
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -339,6 +340,10 @@ def format_markdown(groups: list[Group], metrics: list[str], env: str, curves: s
 def read_scalars(run: Run, tags: tuple[str, ...] = CURVE_TAGS) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``tag -> (steps, values)`` from the run's TensorBoard events (tags the run never wrote are absent)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # its INFO lines ("No path found after ...") are noise in a report, and a handler left on a closed stream
+    # would turn each into a 'Logging error' traceback on stderr
+    logging.getLogger("tensorboard").setLevel(logging.WARNING)
 
     tb = run.path / "tb"
     if not tb.is_dir():

@@ -151,6 +151,7 @@ class DynamicEvalPolicy:
         nxt = (pos[:, -k:] + 1).clamp(max=len(self.obs) - 1)
         flags = torch.as_tensor(self.flags, dtype=torch.float32, device=self.device)[pos[:, -k:]]  # (B, k, 4)
         batch = {
+            "obs": tree_map(lambda x: x[pos[:, -k:]], obs),
             "next_obs": tree_map(lambda x: x[nxt], obs),
             "reward": flags[..., 0],
             "terminated": flags[..., 1] > 0,
