@@ -106,32 +106,39 @@ def force_forward(agent: DevelopmentalAgent) -> None:
         agent.net.actor[2].bias.copy_(torch.tensor([0.0, 0.0, 20.0]))
 
 
-def knows_the_cliff(obs: np.ndarray) -> Any:
-    """A catastrophe head that knows CliffEdge: FORWARD into lava is a fall, nothing else is."""
-    ahead = torch.as_tensor(np.array([lava_ahead(o) for o in obs]))
+def test_shield_masks_the_steps_the_world_says_are_falls(tmp_path, monkeypatch) -> None:
+    """Told the true consequence of every action (from copies of the env, not from the test's own reading of the
+    observation), the shielded policy keeps walking and never falls; with the shield off the same policy falls."""
+    import copy
 
-    def danger(h_act: torch.Tensor) -> torch.Tensor:
-        p = torch.full(h_act.shape[:-1], 0.01)
-        p[:, FORWARD] = torch.where(ahead, 0.95, 0.02)
-        return p
+    def walk(tau: float) -> tuple[int, int]:
+        agent, _, _ = build(tmp_path / str(tau), config(shield_tau=tau))
+        force_forward(agent)  # the policy itself would always step forward: only the shield can stop it
+        truth: dict[str, torch.Tensor] = {}
+        monkeypatch.setattr(agent.wm, "catastrophe_prob", lambda h: truth["danger"].expand(h.shape[:-1]))
+        env = make_vector_env(CLIFF, 4)
+        policy = agent.policy(True)
+        obs, _ = env.reset(seed=3)
+        start, resetting = np.ones(4, dtype=bool), np.zeros(4, dtype=bool)
+        falls = forward = 0
+        for _ in range(150):
+            danger = np.zeros((4, 3), dtype=np.float32)
+            for a in range(3):  # the world's answer for each action, from the same state and RNG
+                _, _, _, _, info = copy.deepcopy(env).step(np.full(4, a))
+                danger[:, a] = info["catastrophe"]
+            truth["danger"] = torch.as_tensor(danger)
+            actions = policy(obs, start)
+            obs, _, terminated, truncated, info = env.step(actions)
+            falls += int((info["catastrophe"] & ~resetting).sum())
+            forward += int(((actions == FORWARD) & ~resetting).sum())
+            done = (terminated | truncated) & ~resetting
+            start, resetting = resetting, done
+        env.close()
+        return falls, forward
 
-    return danger
-
-
-def test_shield_masks_the_cliff_step(tmp_path, monkeypatch) -> None:
-    agent, _, _ = build(tmp_path, config(shield_tau=0.5))
-    force_forward(agent)  # the policy itself would always step forward
-    obs = observations(600)
-    ahead = np.array([lava_ahead(o) for o in obs])
-    assert ahead.sum() >= 5 and (~ahead).sum() >= 5
-    monkeypatch.setattr(agent.wm, "catastrophe_prob", knows_the_cliff(obs))
-    start = np.ones(len(obs), dtype=bool)
-    for deterministic in (True, False):
-        acts = agent.policy(deterministic)(obs, start)
-        assert not (acts[ahead] == FORWARD).any()  # never off the edge while tau < 1
-        assert (acts[~ahead] == FORWARD).all()  # and only the dangerous step is masked
-    agent.net.shield_tau = 1.0
-    assert (agent.policy(True)(obs, start) == FORWARD).all()  # tau = 1: the shield is off
+    falls, forward = walk(0.5)
+    assert falls == 0 and forward > 100  # never off the edge, and not passive: most steps still go forward
+    assert walk(1.0)[0] > 0  # tau = 1: the shield is off and the same policy walks off the cliff
 
 
 def test_shield_keeps_the_least_dangerous_action(tmp_path, monkeypatch) -> None:
