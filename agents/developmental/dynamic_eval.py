@@ -61,7 +61,7 @@ def validate_dynamic_eval(cfg: DynamicEvalConfig) -> None:
 class DynamicEvalPolicy:
     """A ``Policy`` (``policy(obs, episode_start) -> actions``) whose world model learns within each episode.
 
-    ``observe(next_obs, reward, terminated, truncated, info, resetting)`` must follow each env step
+    ``observe(next_obs, reward, terminated, truncated, info, after_done)`` must follow each env step
     (``run_episodes`` calls it): it is where the transition is scored and learned from.
     ``losses_static`` and ``losses_dynamic`` list the per-transition world-model loss of every real
     transition seen, under the saved and the adapting network.
@@ -99,13 +99,13 @@ class DynamicEvalPolicy:
         self.flags: list[tuple[float, bool, bool, bool]] = []  # reward, terminated, catastrophe, done
 
     def observe(
-        self, next_obs: Any, reward: Any, terminated: Any, truncated: Any, info: dict, resetting: Any
+        self, next_obs: Any, reward: Any, terminated: Any, truncated: Any, info: dict, after_done: Any
     ) -> None:
         """The outcome of the last action (``run_episodes`` calls it right after ``env.step``): learn from it.
 
-        ``resetting`` marks a next-step autoreset, which is no transition.
+        ``after_done`` marks a next-step autoreset (the last step ended an episode), which is no transition.
         """
-        if bool(np.asarray(resetting)[0]):
+        if bool(np.asarray(after_done)[0]):
             return
         if len(self.obs) != len(self.act):
             raise RuntimeError(

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from devlearn.envs.vector.episodes import SUCCESS_RULES, EpisodeStats
+from devlearn.envs.vector.episodes import SUCCESS_RULES, EpisodeStats, real_transitions
 from devlearn.envs.vector.make import make_vector_env
 
 METRICS = ("return", "success", "catastrophe_rate", "catastrophes_per_success", "cost", "length")
@@ -36,7 +36,7 @@ def run_episodes(
 
     Every sub-env plays the same number of episodes, so short episodes (falls, say) are not
     over-represented as they would be by taking the first ``episodes`` to finish. A policy with an
-    ``observe(next_obs, reward, terminated, truncated, info, resetting)`` method is told each step's outcome
+    ``observe(next_obs, reward, terminated, truncated, info, after_done)`` method is told each step's outcome
     (dynamic evaluation learns from it).
     """
     observe = getattr(policy, "observe", None)
@@ -47,19 +47,20 @@ def run_episodes(
     played = np.zeros(num_envs, dtype=np.int64)
     obs, _ = env.reset(seed=seed)
     start = np.ones(num_envs, dtype=bool)  # this observation begins an episode
-    resetting = np.zeros(num_envs, dtype=bool)  # this step is a next-step autoreset, not a real step
+    after_done = np.zeros(num_envs, dtype=bool)  # the last step ended an episode: this one only resets
     try:
         while (played < quota).any():
             obs, reward, terminated, truncated, info = env.step(policy(obs, start))
             if observe is not None:
-                observe(obs, reward, terminated, truncated, info, resetting)
-            stats.update(reward, info, real=~resetting, terminated=terminated)
-            done = (terminated | truncated) & ~resetting
+                observe(obs, reward, terminated, truncated, info, after_done)
+            real = real_transitions(info, num_envs, after_done=after_done)
+            stats.update(reward, info, real=real, terminated=terminated)
+            done = (terminated | truncated) & real
             for i, ep in zip(np.flatnonzero(done), stats.pop(done), strict=True):
                 if played[i] < quota:
                     results.append(ep)
                 played[i] += 1
-            start, resetting = resetting, done
+            start, after_done = after_done, done
     finally:
         env.close()
     return results[:episodes]
