@@ -34,7 +34,7 @@ commands:
   envs [--all]           list registered environments (--all adds every Gymnasium id)
 """
 
-GROUPS = ("env", "agent", "schedule", "hydra")
+GROUPS = ("env", "agent", "schedule", "memory", "hydra")
 FREE_FORM = ("env.kwargs.",)  # dict-valued nodes: any sub-key is the user's to choose
 DEFAULT_AGENT = "developmental"  # configs/train.yaml's default
 
@@ -83,25 +83,23 @@ def _chosen_agents(overrides: list) -> list[str]:
     return [DEFAULT_AGENT]
 
 
-def _check_schedule_choice(overrides: list) -> None:
-    """``schedule=<name>`` must name a file of ``configs/schedule/`` (answered before Hydra's longer error)."""
-    from devlearn.train.schedules import SCHEDULES
-
+def _group_choices(overrides: list, group: str) -> list[str]:
+    """The option(s) an override list picks for config group ``group`` (several in a sweep)."""
+    names: list[str] = []
     for override in overrides:
-        if override.key_or_group != "schedule":
-            continue
-        names = (
-            list(override.sweep_string_iterator())
-            if override.is_sweep_override()
-            else [str(override.value())]
-        )
-        for name in names:
-            if name not in SCHEDULES:
-                close = difflib.get_close_matches(name, SCHEDULES, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ConfigError(
-                    f"schedule={name!r} is not allowed.{hint} Allowed values: {', '.join(SCHEDULES)}."
-                )
+        if override.key_or_group == group:
+            sweep = override.is_sweep_override()
+            names += list(override.sweep_string_iterator()) if sweep else [str(override.value())]
+    return names
+
+
+def _check_group_choice(overrides: list, group: str, allowed: tuple[str, ...]) -> None:
+    """``group=<name>`` must name a file of ``configs/<group>/`` (answered before Hydra's longer error)."""
+    for name in _group_choices(overrides, group):
+        if name not in allowed:
+            close = difflib.get_close_matches(name, allowed, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{group}={name!r} is not allowed.{hint} Allowed values: {', '.join(allowed)}.")
 
 
 def _unknown(key: str, known: list[str], scope: str) -> ConfigError:
@@ -129,7 +127,18 @@ def check_overrides(args: list[str]) -> None:
         [a for a in args if "=" in a and not a.startswith("-")]
     )
     agents = _chosen_agents(overrides)
-    _check_schedule_choice(overrides)
+    from devlearn.model.memory import VARIANTS
+    from devlearn.train.schedules import SCHEDULES
+
+    _check_group_choice(overrides, "schedule", SCHEDULES)
+    _check_group_choice(overrides, "memory", VARIANTS)
+    if _group_choices(overrides, "memory"):
+        for name in agents:
+            if "agent.memory" not in agent_keys(name):
+                raise ConfigError(
+                    f"memory= sets the developmental agent's memory; agent={name} has none. "
+                    "Use agent=developmental (or agent=ablation), or agent=recurrent_ppo for an LSTM baseline."
+                )
     for name in agents:
         if name not in AGENTS:
             close = difflib.get_close_matches(name, AGENTS, n=1)
@@ -161,7 +170,9 @@ def check_grok_overrides(args: list[str]) -> None:
     overrides = OverridesParser.create().parse_overrides(
         [a for a in args if "=" in a and not a.startswith("-")]
     )
-    _check_schedule_choice(overrides)
+    from devlearn.train.schedules import SCHEDULES
+
+    _check_group_choice(overrides, "schedule", SCHEDULES)
     for override in overrides:
         key = override.key_or_group
         if override.is_add() or override.is_delete() or key == "schedule" or key.startswith("hydra"):

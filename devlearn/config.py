@@ -19,6 +19,9 @@ from omegaconf import MISSING, OmegaConf
 
 from devlearn.errors import ConfigError
 from devlearn.model.core import CoreConfig
+from devlearn.model.memory import VARIANTS as MEMORY_VARIANTS
+from devlearn.model.memory import MemoryConfig
+from devlearn.model.memory.retrieval import WRITE_MODES
 from devlearn.model.world_model import WorldModelConfig
 from devlearn.train.schedules import ScheduleConfig, validate_schedule
 
@@ -106,6 +109,8 @@ class AblationConfig(PPOConfig):
     n_steps: int = 64
     weight_decay: float = 0.0  # AdamW decay of the weight matrices (devlearn/train/optim.py)
     core: CoreConfig = field(default_factory=CoreConfig)
+    # memory=none|window|ssm|retrieval|hybrid (configs/memory/): what the core sees beyond its window
+    memory: MemoryConfig = field(default_factory=lambda: MemoryConfig(variant="window"))
 
 
 @dataclass
@@ -228,6 +233,16 @@ def validate(cfg: Any) -> None:
             )
         if agent.weight_decay < 0:
             raise ConfigError(f"agent.weight_decay={agent.weight_decay!r} must be >= 0.")
+    if "memory" in agent:
+        _choice("memory", agent.memory.variant, MEMORY_VARIANTS)
+        _choice("agent.memory.write", agent.memory.write, WRITE_MODES)
+        for key in ("k", "capacity", "n_heads", "d_state", "chunk"):
+            _positive(f"agent.memory.{key}", agent.memory[key])
+        if agent.memory.write == "surprise" and "world_model" not in agent:
+            raise ConfigError(
+                "agent.memory.write=surprise needs a world model (surprise is its prediction error); "
+                f"agent={agent.name} has none. Use agent.memory.write=always or agent=developmental."
+            )
     if "world_model" in agent:
         _positive("agent.world_model.k", agent.world_model.k)
         if not 0 < agent.world_model.batch_fraction <= 1:

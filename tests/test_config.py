@@ -54,3 +54,18 @@ def test_the_default_agent_is_the_developmental_one_with_its_shield() -> None:
     cfg = composed()
     assert cfg.agent.name == "developmental" and cfg.agent.shield_tau == 0.5 and cfg.agent.core.window == 4
     assert cfg.agent.world_model.catastrophe_pos_weight == 20.0
+
+
+def test_the_memory_group_is_the_list_of_variants_and_sets_agent_memory() -> None:
+    from devlearn.model.memory import VARIANTS
+
+    yamls = sorted(p.name[: -len(".yaml")] for p in CONFIGS.joinpath("memory").iterdir() if p.name.endswith(".yaml"))
+    assert yamls == sorted(VARIANTS)
+    assert composed().agent.memory.variant == "window"  # unset: the agent's own default
+    for variant in VARIANTS:
+        for agent in ("developmental", "ablation"):
+            cfg = composed(f"agent={agent}", f"memory={variant}", "agent.memory.k=8")
+            assert cfg.agent.memory.variant == variant and cfg.agent.memory.k == 8
+            validate(cfg)
+    with pytest.raises(ConfigCompositionException):  # the SB3 agents have no memory keys
+        composed("agent=ppo", "memory=hybrid")

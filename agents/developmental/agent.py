@@ -101,15 +101,26 @@ class DevelopmentalAgent:
         self.restored_log: dict[str, Any] | None = None
 
     def new_context(self, num_envs: int, n_steps: int) -> SequenceContext:
-        """A sequence context for ``num_envs`` streams of ``n_steps``-step segments (training or evaluation)."""
+        """A sequence context for ``num_envs`` streams of ``n_steps``-step segments (training or evaluation).
+
+        ``memory=none`` means the current step only: a window of 1, whatever ``core.window`` says.
+        """
+        memory = getattr(self.cfg, "memory", None)
+        window = 1 if memory is not None and memory.variant == "none" else self.cfg.core.window
         return SequenceContext(
             self.env.single_observation_space,
             num_envs,
             n_steps,
-            self.cfg.core.window,
+            window,
             self.cfg.core.d_model,
             self.device,
+            self.net.memory,
         )
+
+    @property
+    def surprise_writes(self) -> bool:
+        """Memory stores only what the world model failed to predict: acting must measure surprise."""
+        return self.net.memory is not None and self.net.memory.cfg.write == "surprise"
 
     @property
     def shield_on(self) -> bool:
@@ -136,13 +147,13 @@ class DevelopmentalAgent:
             self._stats = EpisodeStats(self.num_envs)
             self._started = True
         while self.num_timesteps < total_timesteps:
-            finished, shield_logs = self._collect()
+            finished, acting_logs = self._collect()
             log.episodes(finished)
             logs = self._update(run_dir, log)
             self.rollouts += 1
             step = self.num_timesteps
             if logs is not None:
-                log.scalars({**logs, **shield_logs}, step)
+                log.scalars({**logs, **acting_logs}, step)
                 if self.rollouts % IMAGE_EVERY == 0 or step >= total_timesteps:
                     self.log_prediction(step)
                 if step >= next_checkpoint:
@@ -154,7 +165,7 @@ class DevelopmentalAgent:
         self.save(run_dir)
 
     def _collect(self) -> tuple[list[dict[str, Any]], dict[str, float]]:
-        """One rollout of ``n_steps`` per env; returns finished episodes and shield figures."""
+        """One rollout of ``n_steps`` per env; returns finished episodes and the shield's and memory's figures."""
         C, R, net, shield = self.context, self.rollout, self.net, self.shield_on
         encoder = net.core.encoder
         finished: list[dict[str, Any]] = []
@@ -184,17 +195,43 @@ class DevelopmentalAgent:
                 R.terminated[:, j], R.truncated[:, j] = flags[1] > 0, flags[2] > 0
                 R.catastrophe[:, j], R.real[:, j] = flags[3] > 0, flags[4] > 0
                 # after a step that was not real (an autoreset), the observation begins a new episode
-                C.put(j + 1, to_device(obs, self.device), flags[4] == 0, encoder)
+                obs = to_device(obs, self.device)
+                if self.surprise_writes:
+                    C.surprise[:, j + 1] = self._acting_surprise(j, obs, flags)
+                C.put(j + 1, obs, flags[4] == 0, encoder)
                 self._after_done = done
                 self.num_timesteps += self.num_envs
             self._last_value = net.decide(C.acting_window(C.length - 1), True, self.gen).value
-        shield_logs = {}
+        logs = {}
         if shield:
             s = R.segment()
-            shield_logs = self.monitor.scalars(
+            logs = self.monitor.scalars(
                 R.real[:, s], R.allowed[:, s], R.danger[:, s], R.vetoed[:, s], R.catastrophe[:, s]
             )
-        return finished, shield_logs
+        if C.memory is not None:
+            logs.update(C.memory_state.pop_stats())
+        return finished, logs
+
+    def _acting_surprise(self, j: int, next_obs: Any, flags: Tensor) -> Tensor:
+        """Surprise of o_{j+1} under the world model that acted (``memory.write=surprise`` gates the store on it).
+
+        A new episode's first observation cannot be predicted from the last episode: its surprise is
+        infinite, so it is always stored (Recall's fact, Inbox's instruction) and never evicted.
+        """
+        C = self.context
+        w = C.acting_window(j)  # its last action is now the one taken
+        h_act = self.net.core.states(w.obs, w.act, w.valid, w.memory)[1][:, -1:]
+        batch = {
+            "obs": tree_map(lambda b: b[:, j : j + 1], C.obs),
+            "next_obs": tree_map(lambda x: x[:, None], next_obs),
+            "reward": flags[0, :, None],
+            "terminated": flags[1, :, None] > 0,
+            "catastrophe": flags[3, :, None] > 0,
+            "mask": flags[4, :, None] > 0,
+            "action": w.act[:, -1:],
+        }
+        surprise = self.wm.loss(h_act, batch)[2][:, 0]
+        return torch.where(flags[4] > 0, surprise, torch.inf)
 
     def _windows(self, env: Tensor, j: Tensor) -> tuple[Window, Tensor]:
         """The update's windows of the steps at positions ``j`` of sub-envs ``env`` (see ``SequenceContext``)."""

@@ -72,6 +72,11 @@ class DynamicEvalPolicy:
         validate_dynamic_eval(cfg)
         if agent.wm is None:
             raise ConfigError(f"dynamic evaluation needs a world model; agent={agent.cfg.name} has none.")
+        if agent.net.memory is not None:  # its windows are its own and carry no memory tokens
+            raise ConfigError(
+                f"dynamic evaluation does not replay memory; this run has memory={agent.net.memory.cfg.variant}. "
+                "Evaluate it without dynamic_eval, or train with memory=window."
+            )
         self.agent, self.deterministic, self.device = agent, deterministic, agent.device
         self.static = agent.net  # read only
         self.net = copy.deepcopy(agent.net)  # the copy that learns

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from devlearn.agents.developmental.shield import allowed_actions
 from devlearn.model.context import Window
 from devlearn.model.core import Core
+from devlearn.model.memory import Memory
 from devlearn.model.world_model import WorldModel
 
 MASKED = -1e9  # logit of a shielded action: finite, so entropies stay NaN-free
@@ -59,7 +60,7 @@ class Evaluation(NamedTuple):
 
 
 class DevelopmentalNet(nn.Module):
-    """Core, policy and value heads, and (when ``cfg`` has a ``world_model`` section) the world model.
+    """Core, memory, policy and value heads, and (when ``cfg`` has a ``world_model`` section) the world model.
 
     The ablation's config has no world model, so none is built: no parameters, no shield.
     """
@@ -68,6 +69,11 @@ class DevelopmentalNet(nn.Module):
         super().__init__()
         self.core = Core(obs_space, act_space, cfg.core)
         d = cfg.core.d_model
+        # memory beyond the window (ssm, retrieval, hybrid); none and window need no module
+        mem_cfg = getattr(cfg, "memory", None)
+        self.memory: Memory | None = None
+        if mem_cfg is not None and mem_cfg.variant not in ("none", "window"):
+            self.memory = Memory(d, mem_cfg)
         self.actor = _head(d, int(act_space.n), std=0.01)
         self.critic = _head(d, 1, std=1.0)
         self.world_model: WorldModel | None = None

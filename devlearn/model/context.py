@@ -18,6 +18,14 @@ position carries an episode id; a window slot is *valid* only if it belongs to t
 window's last step, so no window spans an episode's start. ``carry_over`` moves the last ``W``
 positions to the front for the next segment (together with any per-position buffers the caller
 keeps aligned with the streams, e.g. rewards).
+
+Memory (``devlearn.model.memory.Memory``, optional): each stored observation also advances the
+memory (``Memory.step``) and its memory tokens are kept at its position; a window's tokens are those
+of its *last* step (``Core.layout`` shows them to that step only, so no earlier slot's prediction
+sees a later observation). The memory state before the segment's first position is kept
+(``memory_start``), and the update replays the whole segment from it (``Memory.sequence``), as
+sb3-contrib's RecurrentPPO replays LSTM states: the tokens the update reads equal acting's, with
+gradients. Episode starts reset memory, so does ``begin``.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from torch import Tensor
+
+from devlearn.model.memory import Memory, MemoryState
 
 Tree = Any  # a tensor, or a dict of trees (Dict observations)
 Encoder = Callable[[Tree], Tensor]  # observations (*lead, ...) -> (*lead, d_model)
@@ -60,8 +70,7 @@ class Window(NamedTuple):
     obs: Tensor  # (B, W, d) encoded observations
     act: Tensor  # (B, W) actions; while acting, the last slot's is a placeholder the core ignores
     valid: Tensor  # (B, W) bool: the slot belongs to the episode of the window's last step
-    memory: Tensor | None = None  # (B, M, d) extra tokens every step may attend to (memory), or None
-    state: Any = None  # recurrent state carried into the window (memory), or None
+    memory: Tensor | None = None  # (B, M, d) memory tokens of the window's last step, or None
 
 
 class SequenceContext:
@@ -78,9 +87,12 @@ class SequenceContext:
         window: int,
         d_model: int,
         device: torch.device,
+        memory: Memory | None = None,
     ) -> None:
         if window < 1 or n_steps < 1:
             raise ValueError(f"window={window} and n_steps={n_steps} must both be >= 1.")
+        if memory is not None and memory.n_tokens == 0:
+            memory = None  # ``none`` and ``window``: the window is all there is
         self.num_envs, self.n_steps, self.window = num_envs, n_steps, window
         self.first = window - 1
         self.length = window - 1 + n_steps + 1
@@ -89,23 +101,51 @@ class SequenceContext:
         self.enc = torch.zeros(*lead, d_model, device=device)  # encoded observations, for acting
         self.act = torch.zeros(lead, dtype=torch.long, device=device)
         self.episode = torch.full(lead, -1, dtype=torch.long, device=device)
+        self.start = torch.zeros(lead, dtype=torch.bool, device=device)  # an episode begins at this position
         self._offsets = torch.arange(-window + 1, 1, device=device)
+        self.memory = memory
+        if memory is not None:
+            self.mem = torch.zeros(*lead, memory.n_tokens, d_model, device=device)  # tokens, for acting
+            # surprise of the observation at each position (write="surprise"); set by the caller before ``put``
+            self.surprise = torch.zeros(lead, device=device)
+            self.memory_state: MemoryState = memory.initial_state(num_envs, device)
+            self.memory_start: MemoryState = self.memory_state.snapshot()  # before position ``first``
 
     # --- writing ----------------------------------------------------------------------------
     def begin(self, obs: Tree, encoder: Encoder) -> None:
         """Start every stream at a reset: ``obs`` is each sub-env's first observation (position ``first``)."""
         self.episode.fill_(-1)  # the context before the first observation belongs to no episode
+        if self.memory is not None:
+            self.memory_state = self.memory.initial_state(self.num_envs, self.act.device)
         self.put(self.first, obs, torch.ones(self.num_envs, dtype=torch.bool, device=self.act.device), encoder)
 
     def put(self, j: int, obs: Tree, start: Tensor, encoder: Encoder) -> None:
-        """Store o_j (and its encoding); ``start`` marks the sub-envs where it begins an episode."""
+        """Store o_j (and its encoding, and its memory tokens); ``start`` marks the sub-envs where it begins an episode."""
         tree_map(lambda buf, x: buf[:, j].copy_(x), self.obs, obs)
         self.enc[:, j] = encoder(obs)
         self.episode[:, j] = self.episode[:, j - 1] + start.long()
+        self.start[:, j] = start
+        if self.memory is not None:
+            if j == self.first:  # begin
+                self.memory_start = self.memory_state.snapshot()
+            elif j == self.length - 1:  # the next segment's first position: its start, once carried over
+                self._memory_next = self.memory_state.snapshot()
+            self._step_memory(j)
+
+    def _step_memory(self, j: int) -> None:
+        surprise = self.surprise[:, j] if self.memory.cfg.write == "surprise" else None
+        self.mem[:, j] = self.memory.step(self.memory_state, self.enc[:, j], self.start[:, j], surprise)
 
     def reencode(self, encoder: Encoder, upto: int) -> None:
-        """Encode positions ``0 .. upto`` again (the encoder changed since they were stored)."""
+        """Encode positions ``0 .. upto`` again (the encoder changed since they were stored).
+
+        With memory, the tokens of position ``first`` are recomputed too, from ``memory_start``: the
+        memory's parameters changed as well, and the update will replay the segment from there.
+        """
         self.enc[:, : upto + 1] = encoder(tree_map(lambda b: b[:, : upto + 1], self.obs))
+        if self.memory is not None and upto >= self.first:
+            self.memory_state = self.memory_start.snapshot()
+            self._step_memory(self.first)
 
     def carry_over(self, *aligned: Tensor) -> None:
         """The last ``W`` positions become the next segment's context and first observation.
@@ -113,7 +153,11 @@ class SequenceContext:
         ``aligned``: the caller's ``(E, L, ...)`` per-position buffers, shifted the same way.
         """
         keep = slice(self.length - self.window, self.length)
-        for buf in (self.enc, self.act, self.episode, *aligned):
+        own = (self.enc, self.act, self.episode, self.start)
+        if self.memory is not None:
+            own += (self.mem, self.surprise)
+            self.memory_start = self._memory_next
+        for buf in (*own, *aligned):
             buf[:, : self.window] = buf[:, keep].clone()
         tree_map(lambda buf: buf[:, : self.window].copy_(buf[:, keep].clone()), self.obs)
 
@@ -122,7 +166,8 @@ class SequenceContext:
         """The window of every sub-env's step at position ``j`` (encodings as stored)."""
         s = slice(j - self.window + 1, j + 1)
         valid = self.episode[:, s] == self.episode[:, j : j + 1]
-        return Window(self.enc[:, s], self.act[:, s], valid)
+        memory = None if self.memory is None else self.mem[:, j]
+        return Window(self.enc[:, s], self.act[:, s], valid, memory)
 
     def positions(self, env: Tensor, j: Tensor) -> Tensor:
         """Flat indices ``(M, W)`` into ``(E * L)`` of the windows of steps at positions ``j`` of sub-envs ``env``."""
@@ -131,13 +176,23 @@ class SequenceContext:
     def training_window(self, env: Tensor, j: Tensor, encoder: Encoder) -> tuple[Window, Tensor]:
         """The windows of steps ``(env, j)``, re-encoded by ``encoder`` (with gradients), and their positions.
 
-        Overlapping windows share observations: each stored observation is encoded once.
+        Overlapping windows share observations: each stored observation is encoded once. With
+        memory, every position is encoded and the segment's memory is replayed from
+        ``memory_start`` (``Memory.sequence``): the tokens of step ``j`` depend on all steps before it.
         """
         pos = self.positions(env, j)
-        unique, inverse = torch.unique(pos, return_inverse=True)
-        obs = encoder(self.gather_obs(unique))[inverse]
         episode = self.flat(self.episode)[pos]
-        return Window(obs, self.flat(self.act)[pos], episode == episode[:, -1:]), pos
+        valid = episode == episode[:, -1:]
+        if self.memory is None:
+            unique, inverse = torch.unique(pos, return_inverse=True)
+            obs = encoder(self.gather_obs(unique))[inverse]
+            return Window(obs, self.flat(self.act)[pos], valid), pos
+        enc = encoder(self.obs)  # (E, L, d), with gradients
+        seg = slice(self.first, self.length)
+        surprise = self.surprise[:, seg] if self.memory.cfg.write == "surprise" else None
+        tokens = self.memory.sequence(self.memory_start.snapshot(), enc[:, seg], self.start[:, seg], surprise)
+        memory = tokens[env, j - self.first]
+        return Window(self.flat(enc)[pos], self.flat(self.act)[pos], valid, memory), pos
 
     def flat(self, buf: Tensor) -> Tensor:
         """``(E, L, ...)`` -> ``(E * L, ...)`` (a view, for indexing with ``positions``)."""

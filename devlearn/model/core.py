@@ -132,7 +132,7 @@ class Core(nn.Module):
     One token layout serves every reader (``layout``): optional memory tokens first, then
     ``o_0, a_0, ..., o_{T-1}`` and finally the last step's action token(s): the action taken
     (``states``) or one token per candidate action (``candidate_states``), each seeing the
-    memory, the prefix and itself, all at the same position. With one candidate this is exactly
+    prefix and itself, all at the same position; the last step's tokens also see the memory. With one candidate this is exactly
     the causal layout of the whole window, so acting with the shield and learning read the
     same states.
     """
@@ -176,7 +176,8 @@ class Core(nn.Module):
             act: actions ``(B, T, *act_shape)``; the last step's is not read (``last`` replaces it).
             mask: ``(B, T)`` bool validity of each step (see ``forward``), or None (all valid).
             last: ``(B, A, d)`` action embeddings of the last step, without its observation.
-            memory: ``(B, M, d)`` extra tokens every token may attend to, or None.
+            memory: ``(B, M, d)`` memory tokens of the last step, or None: seen by the last
+                observation token and the last action token(s) only.
 
         The action token also carries its observation (``a_t + o_t``): predicting o_{t+1} then needs
         no attention at all to meet o_t and a_t, which makes early learning much faster.
@@ -193,7 +194,10 @@ class Core(nn.Module):
         n_prefix = 2 * t - 1
         n = n_mem + n_prefix + n_cand
         see = torch.zeros(n, n, dtype=torch.bool, device=dev)
-        see[:, :n_mem] = True  # memory is visible to every token
+        # Memory holds the last step's tokens (its gist includes o_{T-1}): only the last step's
+        # tokens see it, so an earlier slot's state cannot peek at the observation it must predict.
+        see[:n_mem, :n_mem] = True
+        see[n_mem + n_prefix - 1 :, :n_mem] = True
         body = slice(n_mem, n_mem + n_prefix)
         see[body, body] = torch.ones(n_prefix, n_prefix, dtype=torch.bool, device=dev).tril()
         see[n_mem + n_prefix :, body] = True  # each candidate sees the whole prefix ...

@@ -33,6 +33,10 @@ STRUCTURAL = (
     "agent.normalize_images",
     "agent.n_steps",
     "agent.core.",
+    "agent.memory.variant",  # which memory modules the checkpoint holds
+    "agent.memory.k",
+    "agent.memory.n_heads",
+    "agent.memory.d_state",
     "agent.world_model.latent",
     "agent.world_model.k",
     "seed",

@@ -15,24 +15,38 @@ from devlearn.model.context import SequenceContext
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
-def agent_with_window(window: int, shield_tau: float = 0.5):
+def agent_with_window(window: int, shield_tau: float = 0.5, memory: str = "window", write: str = "always"):
     cfg = OmegaConf.structured(DevelopmentalConfig(n_steps=24, batch_size=64, n_epochs=1, shield_tau=shield_tau))
     cfg.core.window = window
+    cfg.memory.variant, cfg.memory.write, cfg.memory.capacity = memory, write, 8  # a small store: eviction too
     # short episodes (max_steps) and random early policies (falls) give many resets inside each segment
     env = make_vector_env("devlearn/CliffEdge-v0", 6, max_steps=9)
     return make_agent(cfg, env, seed=window, device="cpu", writer=None)
 
 
-@pytest.mark.parametrize("window", [1, 4, 16])
-def test_acting_window_equals_update_window_and_log_probs_match(window, tmp_path) -> None:
-    agent = agent_with_window(window)
+@pytest.mark.parametrize(
+    ("window", "memory", "write"),
+    [
+        (1, "window", "always"),
+        (4, "window", "always"),
+        (16, "window", "always"),
+        (4, "ssm", "always"),
+        (4, "retrieval", "always"),
+        (2, "hybrid", "always"),
+        (4, "hybrid", "surprise"),
+    ],
+)
+def test_acting_window_equals_update_window_and_log_probs_match(window, memory, write, tmp_path) -> None:
+    """RecurrentPPO's guarantee, for every memory: the update replays what acting saw, before the first step."""
+    agent = agent_with_window(window, memory=memory, write=write)
     C, R = agent.context, agent.rollout
-    recorded: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    recorded: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
     acting_window = C.acting_window
 
     def spy(j: int):
         w = acting_window(j)
-        recorded.append((j, w.obs.clone(), w.act.clone(), w.valid.clone()))
+        mem = None if w.memory is None else w.memory.clone()
+        recorded.append((j, w.obs.clone(), w.act.clone(), w.valid.clone(), mem))
         return w
 
     C.acting_window = spy
@@ -49,7 +63,7 @@ def test_acting_window_equals_update_window_and_log_probs_match(window, tmp_path
         agent._collect()
         resets += int((~R.real[:, R.segment()]).sum())
         env = torch.arange(C.num_envs)
-        for j, obs_enc, act, valid in recorded:
+        for j, obs_enc, act, valid, mem in recorded:
             if j >= C.first + C.n_steps:  # the bootstrap value's window, not a step
                 continue
             with torch.no_grad():
@@ -60,6 +74,9 @@ def test_acting_window_equals_update_window_and_log_probs_match(window, tmp_path
             assert torch.equal(w.act[:, :-1], act[:, :-1])  # the last slot is a placeholder while acting ...
             assert torch.equal(w.act[:, -1], C.act[:, j])  # ... and the update reads the action taken
             torch.testing.assert_close(w.obs, obs_enc, rtol=0, atol=1e-6)
+            assert (w.memory is None) == (memory == "window")
+            if mem is not None:  # replayed from the segment's start state: the tokens acting read
+                torch.testing.assert_close(w.memory, mem, rtol=0, atol=1e-5)
             # before the first gradient step, the update's log-probabilities are acting's
             torch.testing.assert_close(logp, R.logp[:, j], rtol=0, atol=1e-5)
         R.carry_over()
@@ -79,3 +96,24 @@ def test_windows_never_cross_an_episode_start() -> None:
     assert w.valid.tolist() == [[True, True, True], [False, True, True]]
     w2, _ = C.training_window(torch.tensor([0, 1]), torch.tensor([C.first + 3] * 2), encoder)
     assert torch.equal(w2.valid, w.valid) and torch.equal(w2.obs, w.obs)
+
+
+@pytest.mark.parametrize("memory", ["ssm", "hybrid"])
+def test_memory_carries_over_segments(memory) -> None:
+    """A segment's memory continues the last one's: its first tokens, recomputed from the carried state
+    (parameters unchanged), are the tokens acting computed for that step at the end of the segment before."""
+    agent = agent_with_window(2, memory=memory)
+    C, R = agent.context, agent.rollout
+    obs, _ = agent.env.reset(seed=0)
+    from devlearn.model.context import to_device
+
+    with torch.inference_mode():
+        C.begin(to_device(obs, agent.device), agent.net.core.encoder)
+    R.begin()
+    agent._started = True
+    agent._collect()
+    last = C.mem[:, C.length - 1].clone()
+    R.carry_over()
+    agent._collect()  # re-derives position `first` from the carried state, with the same parameters
+    torch.testing.assert_close(C.mem[:, C.first], last, rtol=0, atol=1e-6)
+    assert not C.start[:, C.first].all()  # some episodes did run across the segment boundary

@@ -114,3 +114,45 @@ def test_state_memory_is_bounded_and_bad_config_is_named():
         Memory(D, MemoryConfig(variant="lstm"))
     with pytest.raises(ValueError, match="write='top' is not valid"):
         Memory(D, MemoryConfig(write="top"))
+
+
+def test_core_shows_memory_to_the_last_step_only() -> None:
+    """Memory tokens hold the last step's gist (it includes o_{T-1}): an earlier slot's state must not see
+    them, or its prediction of o_{t+1} could read the answer; the last step's states must."""
+    from gymnasium import spaces
+
+    from devlearn.model.core import Core, CoreConfig
+
+    torch.manual_seed(0)
+    core = Core(spaces.MultiDiscrete([3, 5]), spaces.Discrete(3), CoreConfig(d_model=16, n_heads=2, window=4))
+    o = torch.randn(2, 4, 16)
+    act = torch.randint(3, (2, 4))
+    mem_a, mem_b = torch.randn(2, 5, 16), torch.randn(2, 5, 16)
+    with torch.no_grad():
+        h_obs_a, h_act_a = core.states(o, act, None, mem_a)
+        h_obs_b, h_act_b = core.states(o, act, None, mem_b)
+        _, imagined_a = core.candidate_states(o, act, None, torch.arange(3), mem_a)
+        _, imagined_b = core.candidate_states(o, act, None, torch.arange(3), mem_b)
+    torch.testing.assert_close(h_obs_a[:, :-1], h_obs_b[:, :-1])  # earlier slots: memory unseen
+    torch.testing.assert_close(h_act_a[:, :-1], h_act_b[:, :-1])
+    assert not torch.allclose(h_obs_a[:, -1], h_obs_b[:, -1])  # the last step reads it
+    assert not torch.allclose(h_act_a[:, -1], h_act_b[:, -1])
+    assert not torch.allclose(imagined_a, imagined_b)
+
+
+def test_memory_scalars_count_what_acting_did(one_thread):
+    """``memory/`` scalars: writes gated by surprise, reads that found something, how far back they reached."""
+    memory = Memory(D, MemoryConfig(variant="hybrid", k=2, capacity=64, write="surprise", threshold=0.5))
+    state = memory.initial_state(2)
+    emb, start, _ = segment(2, 10)
+    surprise = torch.tensor([[1.0, 0.0] * 5, [1.0] * 10])  # env 0 offers a surprising step every other step
+    act(memory, state, emb, start, surprise)
+    stats = state.pop_stats()
+    assert stats["memory/write_rate"] == pytest.approx(15 / 20)
+    assert stats["memory/hit_rate"] == pytest.approx(18 / 20)  # each episode's first read finds nothing
+    assert stats["memory/store_size"] == pytest.approx((5 + 10) / 2)
+    assert stats["memory/retrieved_age"] >= 1  # only earlier steps are retrieved
+    assert stats["memory/ssm_state_norm"] > 0
+    assert state.pop_stats()["memory/write_rate"] == 0  # popped: counting starts again
+    memory.sequence(state.snapshot(), emb, start, surprise)  # a replay counts nothing
+    assert state.pop_stats()["memory/write_rate"] == 0

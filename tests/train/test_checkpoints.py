@@ -128,3 +128,25 @@ def _saved_steps(run_dir: Path) -> int:
             return int(json.loads(z.read("data"))["num_timesteps"])
     except (FileNotFoundError, KeyError, zipfile.BadZipFile, EOFError, RuntimeError):
         return 0
+
+
+def test_memory_round_trips_and_a_resumed_run_starts_with_empty_memory(tmp_path):
+    """Memory's parameters are in the checkpoint; its state is not: a resumed run restarts its envs, so
+    every episode (and its memory) begins afresh (README: "Memory")."""
+    cfg = OmegaConf.structured(AGENT_SCHEMAS["developmental"](n_steps=32, batch_size=64, n_epochs=1))
+    cfg.memory.variant = "hybrid"
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    agent = make_agent(cfg, make_vector_env("devlearn/Recall-v0", 4, delay=200), 0, "cpu", writer)
+    agent.learn(384, RunLog(writer, 384, progress=False), tmp_path, checkpoint_every=64)
+    assert int(agent.context.memory_state.t.min()) == 96  # 3 rollouts of 32 steps into 200-step episodes
+    saved = {k: v.clone() for k, v in agent.net.memory.state_dict().items()}
+
+    again = make_agent(cfg, make_vector_env("devlearn/Recall-v0", 4, delay=200), 1, "cpu", writer)
+    assert not all(torch.equal(again.net.memory.state_dict()[k], v) for k, v in saved.items())
+    again.load(tmp_path)
+    for k, v in again.net.memory.state_dict().items():
+        assert torch.equal(v, saved[k]), k
+    again.learn(400, RunLog(writer, 400, progress=False), tmp_path, checkpoint_every=64)
+    # one rollout (32 steps per env) after the restart: memory holds only the new episodes' steps
+    state = again.context.memory_state
+    assert int(state.t.max()) == 32 and int(state.store.size.max()) == 33

@@ -41,6 +41,7 @@ from devlearn.model.memory.retrieval import RetrievalStore, Retrieved
 from devlearn.model.memory.ssm import SelectiveSSM
 
 VARIANTS = ("none", "window", "ssm", "retrieval", "hybrid")
+STATS = ("steps", "writes", "hits", "retrieved", "age")  # MemoryState.counts, in this order
 
 __all__ = ["VARIANTS", "Memory", "MemoryConfig", "MemoryState", "RetrievalStore", "Retrieved", "SelectiveSSM"]
 
@@ -64,10 +65,27 @@ class MemoryState:
 
     def __init__(self, ssm: Tensor | None, store: RetrievalStore | None, t: Tensor) -> None:
         self.ssm, self.store, self.t = ssm, store, t
+        # what acting did since ``pop_stats`` (``Memory.step`` counts; ``sequence`` replays and does not)
+        self.counts = torch.zeros(len(STATS), device=t.device)
+
+    def pop_stats(self) -> dict[str, float]:
+        """``memory/`` scalars since the last call: store size, write rate, hit rate, age of retrieved steps, SSM state norm."""
+        c = dict(zip(STATS, self.counts.tolist(), strict=True))
+        self.counts = torch.zeros_like(self.counts)
+        out: dict[str, float] = {}
+        if self.store is not None:
+            out["memory/store_size"] = float(self.store.size.float().mean())
+            out["memory/store_bytes"] = float(self.store.nbytes)
+            out["memory/write_rate"] = c["writes"] / max(c["steps"], 1)  # stored / offered
+            out["memory/hit_rate"] = c["hits"] / max(c["steps"], 1)  # reads that returned >= 1 entry
+            out["memory/retrieved_age"] = c["age"] / max(c["retrieved"], 1)  # steps back, mean over entries
+        if self.ssm is not None:
+            out["memory/ssm_state_norm"] = float(self.ssm.detach().flatten(1).norm(dim=1).mean())
+        return out
 
     def snapshot(self) -> MemoryState:
         """An independent copy: save it at a segment's start, replay the segment from it in the update."""
-        return MemoryState(
+        return MemoryState(  # its counts start at zero: a replay counts nothing
             None if self.ssm is None else self.ssm.clone(),
             None if self.store is None else self.store.clone(),
             self.t.clone(),
@@ -157,7 +175,12 @@ class Memory(nn.Module):
             u = self._ssm_input(emb, retrieved)
             gist, state.ssm = self.ssm.step(u, state.ssm, reset=start)
         if self.uses_store:
-            state.store.write(emb, emb, state.t, state.t, surprise)
+            stored = state.store.write(emb, emb, state.t, state.t, surprise)
+            valid = got.valid[:, 0]
+            age = ((state.t[:, None] - got.steps[:, 0]) * valid).sum()
+            state.counts += torch.stack(
+                [emb.new_tensor(len(emb)), stored.sum(), valid.any(-1).sum(), valid.sum(), age]
+            ).to(state.counts.dtype)
         return self._tokens(emb, gist, retrieved)
 
     # --- the update: a whole segment --------------------------------------------------------------
