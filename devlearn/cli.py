@@ -277,6 +277,7 @@ def _eval(args: list[str]) -> None:
         split=options.get("split", "heldout"),
         dynamic_eval=dynamic_eval,
         dynamic=dynamic,
+        progress=sys.stderr if "--json" in args else sys.stdout,  # with --json, stdout is the JSON alone
         **numbers,
     )
     print(json.dumps(results, indent=2) if "--json" in args else results["table"])

@@ -182,7 +182,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     for split in splits:
         kwargs = {**eval_kwargs, "split": split} if split != "train" else eval_kwargs
         by_mode = evaluate_policies(
-            agent, cfg.env.id, cfg.log.eval_episodes, seed=10_000 + cfg.seed, wrappers=wrappers, **kwargs
+            agent,
+            cfg.env.id,
+            cfg.log.eval_episodes,
+            seed=10_000 + cfg.seed,
+            wrappers=wrappers,
+            label=f"eval {split}" if cfg.log.progress_bar else None,
+            **kwargs,
         )
         table[split], sampled[split] = by_mode["argmax"], by_mode["sampled"]
         for prefix, summary in (("eval", table[split]), ("eval_sampled", sampled[split])):
