@@ -189,7 +189,7 @@ def _train_main(cfg: DictConfig) -> float | None:
     """
     from devlearn.logging.runlog import Diverged
     from devlearn.report import final_figures
-    from devlearn.train.run import Interrupted, train  # torch and SB3 load only when a run starts
+    from devlearn.train.run import EvaluationInterrupted, Interrupted, train  # torch and SB3 load only now
 
     try:
         if cfg.get("objective") is None and "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")):
@@ -208,6 +208,9 @@ def _train_main(cfg: DictConfig) -> float | None:
         fail(str(err), code=1)
     except Interrupted as err:
         print(f"\ndevlearn: {err}. Continue with:\n  {resume_command(sys.argv[1:], err.run_dir)}", file=sys.stderr)
+        sys.exit(130)
+    except EvaluationInterrupted as err:  # the model is trained and saved: say how to evaluate it, in one line
+        print(f"\ndevlearn: {err}", file=sys.stderr)
         sys.exit(130)
     return None if cfg.get("objective") is None else final_figures(results)[cfg.objective]
 

@@ -44,6 +44,17 @@ class Interrupted(Exception):
         self.run_dir, self.step = run_dir, step
 
 
+class EvaluationInterrupted(Exception):
+    """Ctrl-C during the final evaluation: training finished and its checkpoint is on disk; only the table is missing."""
+
+    def __init__(self, run_dir: Path, step: int, split: str):
+        super().__init__(
+            f"interrupted during the final evaluation; training finished at step {step:,} and its checkpoint "
+            f"is saved in {run_dir}. Evaluate it later with: devlearn eval run_dir={run_dir} split={split}"
+        )
+        self.run_dir, self.step, self.split = run_dir, step, split
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     """Seed Python, numpy and torch; with ``deterministic``, also pin torch to deterministic CPU kernels.
 
@@ -116,11 +127,73 @@ def evaluation_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**env_kwargs, "curriculum": 0} if env_kwargs.get("curriculum") else dict(env_kwargs)
 
 
+def _evaluate(
+    cfg: DictConfig,
+    agent: Any,
+    log: RunLog,
+    writer: SummaryWriter,
+    num_envs: int,
+    wrappers: Any,
+    env_kwargs: dict[str, Any],
+    splits: list[str],
+) -> dict[str, Any]:
+    """The final table on ``splits`` (argmax and sampled), the rollout video and the HParams entry."""
+    eval_kwargs = evaluation_kwargs(env_kwargs)
+    table, sampled = {}, {}
+    for split in splits:
+        kwargs = {**eval_kwargs, "split": split} if split != "train" else eval_kwargs
+        by_mode = evaluate_policies(
+            agent,
+            cfg.env.id,
+            cfg.log.eval_episodes,
+            seed=10_000 + cfg.seed,
+            wrappers=wrappers,
+            label=f"eval {split}" if cfg.log.progress_bar else None,
+            **kwargs,
+        )
+        table[split], sampled[split] = by_mode["argmax"], by_mode["sampled"]
+        for prefix, summary in (("eval", table[split]), ("eval_sampled", sampled[split])):
+            numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
+            log.scalars({f"{prefix}/{split}/{k}": v for k, v in numbers.items()}, agent.num_timesteps)
+    if cfg.log.video:
+        kwargs = {**eval_kwargs, "split": splits[-1]} if len(splits) > 1 else eval_kwargs
+        record_episode(
+            writer,
+            cfg.env.id,
+            wrappers,
+            kwargs,
+            agent.policy(),
+            "rollout",
+            agent.num_timesteps,
+            cfg.log.video_max_steps,
+        )
+    hparams = {
+        "env": cfg.env.id,
+        "agent": cfg.agent.name,
+        "seed": cfg.seed,
+        "num_envs": num_envs,
+        "total_timesteps": cfg.agent.total_timesteps,
+        "learning_rate": cfg.agent.learning_rate,
+        "schedule": cfg.get("schedule", {}).get("name", "constant"),
+        "world_model_coef": cfg.agent.get("world_model_coef", 0.0),
+        "shield_tau": cfg.agent.get("shield_tau", 1.0),
+    }
+    metrics = [f"eval/{split}/{k}" for split in table for k in HPARAM_METRICS] + ["rollout/catastrophes_total"]
+    write_hparams(writer, hparams, metrics)
+    writer.close()
+    return {
+        "eval": table,  # argmax: the policy's most likely action
+        "eval_sampled": sampled,  # actions sampled from the policy
+    }
+
+
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train ``cfg.agent`` on ``cfg.env``; write TensorBoard logs, checkpoints and ``results.json`` under ``run_dir``.
 
     Raises ``ConfigError`` (nothing trained), ``Diverged`` (``max_rollbacks`` rollbacks in a row;
-    ``results.json`` says so) or ``Interrupted`` (Ctrl-C; the checkpoint was saved first).
+    ``results.json`` says so), ``Interrupted`` (Ctrl-C in training; the checkpoint was saved first) or
+    ``EvaluationInterrupted`` (Ctrl-C in the final evaluation; the trained checkpoint stays, ``results.json``
+    holds the training figures).
     """
     check_run(cfg)
     if cfg.get("objective") is not None:  # checked now, not after training: the env may have no such split
@@ -175,58 +248,19 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         env.close()
     train_seconds = log.train_seconds()
 
-    # held-out evaluation: the figures a paper would quote, by argmax and by sampling the policy
+    # held-out evaluation: the figures a paper would quote, by argmax and by sampling the policy.
+    # learn() saved the final checkpoint: Ctrl-C from here on loses only the table (devlearn eval redoes it).
     splits = eval_splits(cfg)
-    eval_kwargs = evaluation_kwargs(env_kwargs)
-    table, sampled = {}, {}
-    for split in splits:
-        kwargs = {**eval_kwargs, "split": split} if split != "train" else eval_kwargs
-        by_mode = evaluate_policies(
-            agent,
-            cfg.env.id,
-            cfg.log.eval_episodes,
-            seed=10_000 + cfg.seed,
-            wrappers=wrappers,
-            label=f"eval {split}" if cfg.log.progress_bar else None,
-            **kwargs,
-        )
-        table[split], sampled[split] = by_mode["argmax"], by_mode["sampled"]
-        for prefix, summary in (("eval", table[split]), ("eval_sampled", sampled[split])):
-            numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
-            log.scalars({f"{prefix}/{split}/{k}": v for k, v in numbers.items()}, agent.num_timesteps)
-    if cfg.log.video:
-        kwargs = {**eval_kwargs, "split": splits[-1]} if len(splits) > 1 else eval_kwargs
-        record_episode(
-            writer,
-            cfg.env.id,
-            wrappers,
-            kwargs,
-            agent.policy(),
-            "rollout",
-            agent.num_timesteps,
-            cfg.log.video_max_steps,
-        )
-    hparams = {
-        "env": cfg.env.id,
-        "agent": cfg.agent.name,
-        "seed": cfg.seed,
-        "num_envs": env.num_envs,
-        "total_timesteps": cfg.agent.total_timesteps,
-        "learning_rate": cfg.agent.learning_rate,
-        "schedule": cfg.get("schedule", {}).get("name", "constant"),
-        "world_model_coef": cfg.agent.get("world_model_coef", 0.0),
-        "shield_tau": cfg.agent.get("shield_tau", 1.0),
-    }
-    metrics = [f"eval/{split}/{k}" for split in table for k in HPARAM_METRICS] + ["rollout/catastrophes_total"]
-    write_hparams(writer, hparams, metrics)
-    writer.close()
-
-    results = {
-        **_identity(cfg, device, agent, log, train_seconds),
-        "eval": table,  # argmax: the policy's most likely action
-        "eval_sampled": sampled,  # actions sampled from the policy
-    }
+    try:
+        results = _evaluate(cfg, agent, log, writer, env.num_envs, wrappers, env_kwargs, splits)
+    except KeyboardInterrupt:
+        writer.close()
+        stopped = "interrupted during the final evaluation (devlearn eval evaluates the saved checkpoint)"
+        _write_results(run_dir, {**_identity(cfg, device, agent, log, train_seconds), "stopped": stopped})
+        raise EvaluationInterrupted(run_dir, agent.num_timesteps, splits[-1]) from None
+    results = {**_identity(cfg, device, agent, log, train_seconds), **results}
     _write_results(run_dir, results)
+    table, sampled = results["eval"], results["eval_sampled"]
     print()
     print(
         format_table(
