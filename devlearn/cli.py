@@ -16,6 +16,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from devlearn.config import AGENTS, OBJECTIVES, agent_keys, register_configs, schema_keys
@@ -197,7 +198,11 @@ def _train_main(cfg: DictConfig) -> float | None:
                 "The Optuna sweeper needs a figure to optimize: add objective=NAME. "
                 f"Allowed values: {', '.join(OBJECTIVES)}."
             )
-        results = train(cfg, Path(HydraConfig.get().runtime.output_dir))
+        hydra_cfg = HydraConfig.get()
+        sweep_job = hydra_cfg.mode == RunMode.MULTIRUN
+        # a sweep's job resumes its own run wherever it is under runs/, not only in this sweep's new folder
+        runs_root = Path(hydra_cfg.sweep.dir).parent if sweep_job else None
+        results = train(cfg, Path(hydra_cfg.runtime.output_dir), runs_root=runs_root)
     except (ConfigError, RegistryError) as err:
         if debug():
             raise

@@ -27,7 +27,7 @@ from devlearn.logging.media import record_episode
 from devlearn.logging.runlog import Diverged, RunLog
 from devlearn.train.checks import check_run, one_line
 from devlearn.train.evaluate import evaluate_policies, format_table
-from devlearn.train.resume import check_checkpoint, find_resumable
+from devlearn.train.resume import check_checkpoint, find_resumable, link_job_folder
 
 
 def resolve_device(device: str) -> str:
@@ -187,8 +187,12 @@ def _evaluate(
     }
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def train(cfg: DictConfig, run_dir: Path, runs_root: Path | None = None) -> dict[str, Any]:
     """Train ``cfg.agent`` on ``cfg.env``; write TensorBoard logs, checkpoints and ``results.json`` under ``run_dir``.
+
+    ``runs_root``: where ``resume`` looks for the run to continue (default: ``run_dir``'s parent). A sweep's
+    job passes the folder above its sweep (``runs/``): it resumes its own run, found by its config, in
+    that run's folder, and its fresh job folder becomes a link to it (``link_job_folder``).
 
     Raises ``ConfigError`` (nothing trained), ``Diverged`` (``max_rollbacks`` rollbacks in a row;
     ``results.json`` says so), ``Interrupted`` (Ctrl-C in training; the checkpoint was saved first) or
@@ -208,7 +212,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     resume = str(cfg.resume).lower() != "false"
     if resume:
-        run_dir = find_resumable(cfg, run_dir.parent, run_dir)
+        found = find_resumable(cfg, runs_root or run_dir.parent, run_dir)
+        if runs_root is not None and found.resolve() != run_dir.resolve():
+            link_job_folder(run_dir, found)
+        run_dir = found
     run_dir.mkdir(parents=True, exist_ok=True)
     env_kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
     seed_everything(cfg.seed, cfg.deterministic)
