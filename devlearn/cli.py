@@ -16,6 +16,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from devlearn.config import AGENTS, OBJECTIVES, agent_keys, register_configs, schema_keys
@@ -200,7 +201,7 @@ def _train_main(cfg: DictConfig) -> float | None:
     """
     from devlearn.logging.runlog import Diverged
     from devlearn.report import final_figures
-    from devlearn.train.run import Interrupted, train  # torch and SB3 load only when a run starts
+    from devlearn.train.run import EvaluationInterrupted, Interrupted, train  # torch and SB3 load only now
 
     try:
         if cfg.get("objective") is None and "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")):
@@ -208,7 +209,11 @@ def _train_main(cfg: DictConfig) -> float | None:
                 "The Optuna sweeper needs a figure to optimize: add objective=NAME. "
                 f"Allowed values: {', '.join(OBJECTIVES)}."
             )
-        results = train(cfg, Path(HydraConfig.get().runtime.output_dir))
+        hydra_cfg = HydraConfig.get()
+        sweep_job = hydra_cfg.mode == RunMode.MULTIRUN
+        # a sweep's job resumes its own run wherever it is under runs/, not only in this sweep's new folder
+        runs_root = Path(hydra_cfg.sweep.dir).parent if sweep_job else None
+        results = train(cfg, Path(hydra_cfg.runtime.output_dir), runs_root=runs_root)
     except (ConfigError, RegistryError) as err:
         if debug():
             raise
@@ -219,6 +224,9 @@ def _train_main(cfg: DictConfig) -> float | None:
         fail(str(err), code=1)
     except Interrupted as err:
         print(f"\ndevlearn: {err}. Continue with:\n  {resume_command(sys.argv[1:], err.run_dir)}", file=sys.stderr)
+        sys.exit(130)
+    except EvaluationInterrupted as err:  # the model is trained and saved: say how to evaluate it, in one line
+        print(f"\ndevlearn: {err}", file=sys.stderr)
         sys.exit(130)
     return None if cfg.get("objective") is None else final_figures(results)[cfg.objective]
 
@@ -288,6 +296,7 @@ def _eval(args: list[str]) -> None:
         split=options.get("split", "heldout"),
         dynamic_eval=dynamic_eval,
         dynamic=dynamic,
+        progress=sys.stderr if "--json" in args else sys.stdout,  # with --json, stdout is the JSON alone
         **numbers,
     )
     print(json.dumps(results, indent=2) if "--json" in args else results["table"])

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -125,6 +126,40 @@ def test_ctrl_c_saves_and_prints_the_resume_command(tmp_path):
     # and `devlearn eval --json` reads the run
     out = run(["eval", f"run_dir={run_dir}", "split=heldout", "episodes=2", "--json"], tmp_path)
     assert out.returncode == 0 and json.loads(out.stdout)["episodes"] == 2
+
+
+def test_ctrl_c_in_the_final_evaluation_keeps_the_checkpoint_and_says_how_to_evaluate(tmp_path):
+    run_dir = tmp_path / "runs" / "trained"
+    args = ["train", "agent=ppo", *TINY[1:], "agent.total_timesteps=128", "log.eval_episodes=100000"]
+    proc = subprocess.Popen(
+        [*DEVLEARN, *args, f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    shown = ""
+    while "eval train argmax" not in shown:  # the evaluation's progress line: training is over
+        line = proc.stdout.readline()
+        assert line, "the run ended before its evaluation showed progress"
+        shown += line
+    saved = (run_dir / "checkpoint.zip").read_bytes()
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert lines[0].startswith("devlearn: interrupted during the final evaluation; training finished at step 128")
+    command = lines[0].split("Evaluate it later with: ")[1]
+    assert command == f"devlearn eval run_dir={run_dir} split=heldout"
+    assert (run_dir / "checkpoint.zip").read_bytes() == saved  # the trained model is kept as it was
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["env_steps"] == 128 and "final evaluation" in results["stopped"] and "eval" not in results
+    # the printed command evaluates it, with a progress line per policy
+    out = run([*command.split()[1:], "episodes=2"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "eval heldout argmax: 2/2 episodes" in out.stdout and "eval heldout sampled: 2/2 episodes" in out.stdout
+    assert re.search(r"^heldout argmax\s+-?\d", out.stdout, flags=re.M), out.stdout
 
 
 def test_endless_rollbacks_stop_the_run_in_one_line(tmp_path):

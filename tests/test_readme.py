@@ -185,3 +185,39 @@ def test_readme_python_example_runs():
     namespace: dict = {}
     exec(block, namespace)  # the make_vec / reset / step example
     assert namespace["obs"].shape[0] == 256 and namespace["falls"].shape == (256,)
+
+
+def tensorboard_section() -> str:
+    return README.split("## Reading TensorBoard")[1].split("\n## ")[0]
+
+
+def documented(tag: str, section: str) -> bool:
+    """``tag`` is named in full, or as a leaf of a ``prefix/*`` in the same bullet (``latent_k2``: ``latent_kN``)."""
+    if f"`{tag}`" in section:
+        return True
+    prefix, leaf = tag.rsplit("/", 1)
+    leaf = re.sub(r"\d+$", "N", leaf)
+    bullets = re.split(r"\n- ", section)
+    return any(f"`{prefix}/*`" in b and f"`{leaf}`" in b for b in bullets)
+
+
+@pytest.mark.parametrize("agent", ["developmental", "ppo"])
+def test_every_tensorboard_tag_is_documented(tmp_path, agent):
+    """Every tag a run writes (scalars, images, text) is named in README's "Reading TensorBoard"."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    extra = ["agent.world_model.k=2"] if agent == "developmental" else []
+    args = [f"agent={agent}", *extra, *shrink([])]
+    out = subprocess.run([str(BIN / "devlearn"), "train", *args], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    events.Reload()
+    tags = {*events.Tags()["scalars"], *events.Tags()["images"]}
+    tags |= {t.removesuffix("/text_summary") for t in events.Tags()["tensors"] if t != "custom_scalars__config__"}
+    assert "eval_sampled/heldout/return" in tags and "rollout/video" in tags and "config" in tags
+    if agent == "developmental":
+        assert {"world_model/latent_k2", "world_model/predicted_vs_actual", "shield/fire_rate"} <= tags
+    section = tensorboard_section()
+    missing = sorted(t for t in tags if not documented(t, section))
+    assert not missing, f"tags written but not documented in README: {missing}"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,26 @@ def render_modes(env_id: str) -> list[str]:
         return list(getattr(spec(env_id).load(), "metadata", {}).get("render_modes", []))
     except Exception:  # an entry point we cannot introspect renders nothing, it does not break training
         return []
+
+
+@contextmanager
+def offscreen_display() -> Iterator[None]:
+    """Render without a display: SDL's ``dummy`` video driver while the block runs (unless the user chose one).
+
+    Pygame-drawn envs (Gymnasium's classic control) call ``pygame.display.init()`` even for
+    ``render_mode="rgb_array"``; on a machine without a display SDL then probes Wayland, whose
+    client library prints ``error: XDG_RUNTIME_DIR is invalid or not set in the environment.`` to
+    stderr before SDL falls back to an off-screen driver. Frames drawn on a ``pygame.Surface`` need
+    no display, so the probe is skipped; the previous setting is restored afterwards.
+    """
+    chosen = os.environ.get("SDL_VIDEODRIVER")
+    if chosen is None:
+        os.environ["SDL_VIDEODRIVER"] = "dummy"
+    try:
+        yield
+    finally:
+        if chosen is None:
+            os.environ.pop("SDL_VIDEODRIVER", None)
 
 
 def record_episode(
@@ -43,21 +65,22 @@ def record_episode(
     mode = "rgb_array" if "rgb_array" in modes else "ansi" if "ansi" in modes else None
     if mode is None:
         return None
-    env = make_vector_env(env_id, 1, "sync", wrappers, render_mode=mode, **env_kwargs)
-    try:
-        obs, _ = env.reset(seed=step)
-        frames = [env.envs[0].render()]
-        start = np.ones(env.num_envs, dtype=bool)
-        finished = np.zeros(env.num_envs, dtype=bool)
-        for _ in range(max_steps):
-            obs, _, terminated, truncated, _ = env.step(policy(obs, start))
-            start[:] = False
-            finished |= terminated | truncated
-            frames.append(env.envs[0].render())
-            if finished.all():  # the next step would autoreset: the episode is over
-                break
-    finally:
-        env.close()
+    with offscreen_display():  # pygame's display is initialized by the first render, closed by env.close()
+        env = make_vector_env(env_id, 1, "sync", wrappers, render_mode=mode, **env_kwargs)
+        try:
+            obs, _ = env.reset(seed=step)
+            frames = [env.envs[0].render()]
+            start = np.ones(env.num_envs, dtype=bool)
+            finished = np.zeros(env.num_envs, dtype=bool)
+            for _ in range(max_steps):
+                obs, _, terminated, truncated, _ = env.step(policy(obs, start))
+                start[:] = False
+                finished |= terminated | truncated
+                frames.append(env.envs[0].render())
+                if finished.all():  # the next step would autoreset: the episode is over
+                    break
+        finally:
+            env.close()
     if mode == "ansi":
         writer.add_text(f"{tag}/transcript", "```\n" + str(frames[-1]) + "\n```", step)
         return "transcript"

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 
+from devlearn.train.progress import bar
+
 
 class Diverged(RuntimeError):
     """Every recent update diverged and was rolled back: the run stops instead of spinning in place."""
@@ -158,11 +160,9 @@ class RunLog:
             self.print_progress(step, figures)
 
     def print_progress(self, step: int, figures: dict[str, float]) -> None:
-        done = min(step / self.total, 1.0)
-        bar = "#" * int(30 * done) + "." * (30 - int(30 * done))
         tail = ""
         if figures:
             tail = f" | return {figures['return']:.3f} | catastrophe {figures['catastrophe_rate']:.0%}"
         end = "\r" if sys.stdout.isatty() else "\n"
-        line = f"[{bar}] {step:,}/{self.total:,} steps | {self.steps_per_second(step):,.0f} steps/s{tail}"
+        line = f"{bar(step / self.total)} {step:,}/{self.total:,} steps | {self.steps_per_second(step):,.0f} steps/s{tail}"
         print(line, end=end, flush=True)

@@ -11,35 +11,50 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
 from devlearn.envs.vector.episodes import SUCCESS_RULES, EpisodeStats, real_transitions
 from devlearn.envs.vector.make import make_vector_env
+from devlearn.train.progress import EpisodeProgress
 
 METRICS = ("return", "success", "catastrophe_rate", "catastrophes_per_success", "cost", "length")
 POLICY_MODES: dict[str, bool] = {"argmax": True, "sampled": False}  # name -> policy(deterministic=...)
+MAX_EVAL_ENVS = 64  # sub-envs an evaluation steps at once (more episodes run in rounds)
+
+
+def eval_num_envs(episodes: int, max_envs: int = MAX_EVAL_ENVS) -> int:
+    """Sub-envs for ``episodes`` episodes: all at once up to ``max_envs``, else the fewest even rounds.
+
+    Every sub-env plays the same number of episodes (``run_episodes``), so a count that does not divide
+    wastes the excess: 20 episodes on 8 envs play 24. 20 -> 20 envs (one round); 100 -> 50 (two rounds).
+    """
+    rounds = -(-max(episodes, 1) // max_envs)
+    return -(-max(episodes, 1) // rounds)
 
 
 def run_episodes(
     policy: Callable[[Any, np.ndarray], np.ndarray],
     env_id: str,
     episodes: int,
-    num_envs: int = 8,
+    num_envs: int | None = None,
     seed: int = 0,
     vectorization: str = "auto",
     wrappers: Sequence[Callable[[Any], Any]] = (),
+    progress: EpisodeProgress | None = None,
     **env_kwargs: Any,
 ) -> list[dict[str, float]]:
     """Run ``episodes`` full episodes of ``policy(obs, episode_start) -> actions`` (all batched).
 
     Every sub-env plays the same number of episodes, so short episodes (falls, say) are not
-    over-represented as they would be by taking the first ``episodes`` to finish. A policy with an
+    over-represented as they would be by taking the first ``episodes`` to finish. ``num_envs``
+    defaults to ``eval_num_envs(episodes)``: as many episodes at once as the batch allows. A policy with an
     ``observe(next_obs, reward, terminated, truncated, info, after_done)`` method is told each step's outcome
-    (dynamic evaluation learns from it).
+    (dynamic evaluation learns from it). ``progress`` is shown the episodes done and env steps taken.
     """
     observe = getattr(policy, "observe", None)
+    num_envs = eval_num_envs(episodes) if num_envs is None else num_envs
     env = make_vector_env(env_id, max(1, min(num_envs, episodes)), vectorization, wrappers, **env_kwargs)
     num_envs = env.num_envs  # a multi-agent env may round to whole copies
     quota = -(-episodes // num_envs)
@@ -48,12 +63,14 @@ def run_episodes(
     obs, _ = env.reset(seed=seed)
     start = np.ones(num_envs, dtype=bool)  # this observation begins an episode
     after_done = np.zeros(num_envs, dtype=bool)  # the last step ended an episode: this one only resets
+    steps = 0
     try:
         while (played < quota).any():
             obs, reward, terminated, truncated, info = env.step(policy(obs, start))
             if observe is not None:
                 observe(obs, reward, terminated, truncated, info, after_done)
             real = real_transitions(info, num_envs, after_done=after_done)
+            steps += int(real.sum())
             stats.update(reward, info, real=real, terminated=terminated)
             done = (terminated | truncated) & real
             for i, ep in zip(np.flatnonzero(done), stats.pop(done), strict=True):
@@ -61,8 +78,12 @@ def run_episodes(
                     results.append(ep)
                 played[i] += 1
             start, after_done = after_done, done
+            if progress is not None:
+                progress.update(min(len(results), episodes), steps)
     finally:
         env.close()
+    if progress is not None:
+        progress.finish(min(len(results), episodes), steps)
     return results[:episodes]
 
 
@@ -115,13 +136,24 @@ def evaluate_policies(
     episodes: int,
     seed: int = 0,
     wrappers: Sequence[Callable[[Any], Any]] = (),
+    label: str | None = None,
+    stream: TextIO | None = None,
     **env_kwargs: Any,
 ) -> dict[str, dict[str, Any]]:
-    """``{"argmax": summary, "sampled": summary}``: ``agent.policy(deterministic)`` both ways, same episodes' seeds."""
+    """``{"argmax": summary, "sampled": summary}``: ``agent.policy(deterministic)`` both ways, same episodes' seeds.
+
+    ``label`` (e.g. ``"eval heldout"``): show a progress line per mode on ``stream`` (default stdout).
+    """
     return {
         mode: summarize(
             run_episodes(
-                agent.policy(deterministic), env_id, episodes, seed=seed, wrappers=wrappers, **env_kwargs
+                agent.policy(deterministic),
+                env_id,
+                episodes,
+                seed=seed,
+                wrappers=wrappers,
+                progress=None if label is None else EpisodeProgress(f"{label} {mode}", episodes, stream),
+                **env_kwargs,
             )
         )
         for mode, deterministic in POLICY_MODES.items()

@@ -6,7 +6,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from omegaconf import OmegaConf
 
@@ -14,6 +14,7 @@ from devlearn.agents.base import has_checkpoint
 from devlearn.config import SPLITS, ConfigError
 from devlearn.envs.vector.make import accepts_kwarg
 from devlearn.train.evaluate import evaluate_policies, format_table, run_episodes, summarize
+from devlearn.train.progress import EpisodeProgress
 
 
 def evaluate_run(
@@ -23,13 +24,15 @@ def evaluate_run(
     seed: int = 12345,
     dynamic_eval: bool = False,
     dynamic: Any = None,
+    progress: TextIO | None = None,
 ) -> dict[str, Any]:
     """Evaluate the model saved in ``run_dir`` for ``episodes`` episodes on ``split``; write ``eval-<split>.json``.
 
     ``dynamic_eval``: the world model keeps learning within each episode (a copy; ``dynamic`` is its
     ``DynamicEvalConfig``, default settings when None), one env at a time; the results add the
     world-model loss per transition without and with it, on the same transitions, and go to
-    ``eval-<split>-dynamic.json``. The checkpoint is only read.
+    ``eval-<split>-dynamic.json``. The checkpoint is only read. ``progress``: a stream for the
+    progress lines (None: no progress).
     """
     config_file = run_dir / ".hydra" / "config.yaml"
     if not config_file.is_file() or not has_checkpoint(run_dir):
@@ -72,9 +75,13 @@ def evaluate_run(
                 f"dynamic_eval=true needs the developmental agent's world model; this run's agent is {cfg.agent.name}."
             )
         policy = DynamicEvalPolicy(agent, dynamic)  # one episode at a time, one copy of the weights
-        return _dynamic(policy, run_dir, cfg, split, episodes, seed, wrappers, kwargs)
+        bar = None if progress is None else EpisodeProgress(f"eval {split} dynamic", episodes, progress)
+        return _dynamic(policy, run_dir, cfg, split, episodes, seed, wrappers, kwargs, bar)
 
-    by_mode = evaluate_policies(agent, cfg.env.id, episodes, seed=seed, wrappers=wrappers, **kwargs)
+    label = None if progress is None else f"eval {split}"
+    by_mode = evaluate_policies(
+        agent, cfg.env.id, episodes, seed=seed, wrappers=wrappers, label=label, stream=progress, **kwargs
+    )
     summary, sampled = by_mode["argmax"], by_mode["sampled"]
     # The argmax figures stay at the top level (as before); the sampled policy's sit under "sampled".
     results = {
@@ -91,11 +98,23 @@ def evaluate_run(
     return {**results, "table": format_table({f"{split} argmax": summary, f"{split} sampled": sampled})}
 
 
-def _dynamic(policy: Any, run_dir: Path, cfg: Any, split: str, episodes: int, seed: int, wrappers: Any, kwargs: dict) -> dict[str, Any]:
+def _dynamic(
+    policy: Any,
+    run_dir: Path,
+    cfg: Any,
+    split: str,
+    episodes: int,
+    seed: int,
+    wrappers: Any,
+    kwargs: dict,
+    progress: EpisodeProgress | None = None,
+) -> dict[str, Any]:
     """``evaluate_run`` with dynamic evaluation: the policy's table and the world-model loss without and with it."""
     from dataclasses import asdict
 
-    episodes_run = run_episodes(policy, cfg.env.id, episodes, num_envs=1, seed=seed, wrappers=wrappers, **kwargs)
+    episodes_run = run_episodes(
+        policy, cfg.env.id, episodes, num_envs=1, seed=seed, wrappers=wrappers, progress=progress, **kwargs
+    )
     summary = summarize(episodes_run)
     results = {"run_dir": str(run_dir), "env": cfg.env.id, "agent": cfg.agent.name, "split": split, **summary}
     results["dynamic_eval"] = {**asdict(policy.cfg), **policy.summary()}

@@ -15,6 +15,7 @@ config. Keys fall in three classes:
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -118,12 +119,39 @@ def check_checkpoint(run_dir: Path) -> None:
         )
 
 
+def run_folders(runs_root: Path) -> list[Path]:
+    """The run folders under ``runs_root``: ``runs/<run>/`` and the jobs of sweeps, ``runs/multirun-<date>/<job>/``.
+
+    A job folder that points (a symlink, ``link_job_folder``) to a run listed already is listed once.
+    """
+    if not runs_root.is_dir():
+        return []
+    seen, folders = set(), []
+    for folder in sorted([*runs_root.glob("*/"), *runs_root.glob("*/*/")]):
+        if (folder / ".hydra").is_dir() and folder.resolve() not in seen:
+            seen.add(folder.resolve())
+            folders.append(folder)
+    return folders
+
+
+def link_job_folder(job_dir: Path, run_dir: Path) -> None:
+    """A sweep job that resumes ``run_dir`` trains there: its fresh folder becomes a link to it.
+
+    Hydra created ``job_dir`` for the job (its ``.hydra/`` and log, nothing else); as a link it still lists
+    the job in its sweep folder, so the job's progress line and ``devlearn report`` on the sweep read the
+    resumed run's ``results.json``.
+    """
+    shutil.rmtree(job_dir, ignore_errors=True)
+    job_dir.symlink_to(run_dir.resolve(), target_is_directory=True)
+
+
 def find_resumable(cfg: DictConfig, runs_root: Path, run_dir: Path | None = None) -> Path:
     """The run folder ``resume`` continues, after comparing its stored config with ``cfg``.
 
     ``run_dir`` (an explicit ``hydra.run.dir``) is taken if it has a checkpoint. Otherwise the
-    candidates are the folders under ``runs_root`` whose stored config has the same env id, agent
-    and seed; one that differs from ``cfg`` in no key is preferred, the newest first.
+    candidates are the run folders under ``runs_root`` (``run_folders``: single runs and the jobs of
+    sweeps) whose stored config has the same env id, agent and seed; one that differs from ``cfg`` in
+    no key is preferred, the newest first.
     Raises a one-line ``ConfigError`` naming the differing keys (see the module docstring).
     """
     force = str(cfg.resume).lower() == "force"
@@ -132,7 +160,7 @@ def find_resumable(cfg: DictConfig, runs_root: Path, run_dir: Path | None = None
     else:
         want = flatten(cfg)
         candidates = []
-        for folder in runs_root.glob("*/") if runs_root.is_dir() else []:
+        for folder in run_folders(runs_root):
             stored = stored_config(folder)
             if stored is None or checkpoint_file(folder) is None:
                 continue

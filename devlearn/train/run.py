@@ -27,7 +27,7 @@ from devlearn.logging.media import record_episode
 from devlearn.logging.runlog import Diverged, RunLog
 from devlearn.train.checks import check_run, one_line
 from devlearn.train.evaluate import evaluate_policies, format_table
-from devlearn.train.resume import check_checkpoint, find_resumable
+from devlearn.train.resume import check_checkpoint, find_resumable, link_job_folder
 
 
 def resolve_device(device: str) -> str:
@@ -42,6 +42,17 @@ class Interrupted(Exception):
     def __init__(self, run_dir: Path, step: int):
         super().__init__(f"interrupted at step {step:,}; checkpoint saved in {run_dir}")
         self.run_dir, self.step = run_dir, step
+
+
+class EvaluationInterrupted(Exception):
+    """Ctrl-C during the final evaluation: training finished and its checkpoint is on disk; only the table is missing."""
+
+    def __init__(self, run_dir: Path, step: int, split: str):
+        super().__init__(
+            f"interrupted during the final evaluation; training finished at step {step:,} and its checkpoint "
+            f"is saved in {run_dir}. Evaluate it later with: devlearn eval run_dir={run_dir} split={split}"
+        )
+        self.run_dir, self.step, self.split = run_dir, step, split
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -116,11 +127,77 @@ def evaluation_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**env_kwargs, "curriculum": 0} if env_kwargs.get("curriculum") else dict(env_kwargs)
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def _evaluate(
+    cfg: DictConfig,
+    agent: Any,
+    log: RunLog,
+    writer: SummaryWriter,
+    num_envs: int,
+    wrappers: Any,
+    env_kwargs: dict[str, Any],
+    splits: list[str],
+) -> dict[str, Any]:
+    """The final table on ``splits`` (argmax and sampled), the rollout video and the HParams entry."""
+    eval_kwargs = evaluation_kwargs(env_kwargs)
+    table, sampled = {}, {}
+    for split in splits:
+        kwargs = {**eval_kwargs, "split": split} if split != "train" else eval_kwargs
+        by_mode = evaluate_policies(
+            agent,
+            cfg.env.id,
+            cfg.log.eval_episodes,
+            seed=10_000 + cfg.seed,
+            wrappers=wrappers,
+            label=f"eval {split}" if cfg.log.progress_bar else None,
+            **kwargs,
+        )
+        table[split], sampled[split] = by_mode["argmax"], by_mode["sampled"]
+        for prefix, summary in (("eval", table[split]), ("eval_sampled", sampled[split])):
+            numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
+            log.scalars({f"{prefix}/{split}/{k}": v for k, v in numbers.items()}, agent.num_timesteps)
+    if cfg.log.video:
+        kwargs = {**eval_kwargs, "split": splits[-1]} if len(splits) > 1 else eval_kwargs
+        record_episode(
+            writer,
+            cfg.env.id,
+            wrappers,
+            kwargs,
+            agent.policy(),
+            "rollout",
+            agent.num_timesteps,
+            cfg.log.video_max_steps,
+        )
+    hparams = {
+        "env": cfg.env.id,
+        "agent": cfg.agent.name,
+        "seed": cfg.seed,
+        "num_envs": num_envs,
+        "total_timesteps": cfg.agent.total_timesteps,
+        "learning_rate": cfg.agent.learning_rate,
+        "schedule": cfg.get("schedule", {}).get("name", "constant"),
+        "world_model_coef": cfg.agent.get("world_model_coef", 0.0),
+        "shield_tau": cfg.agent.get("shield_tau", 1.0),
+    }
+    metrics = [f"eval/{split}/{k}" for split in table for k in HPARAM_METRICS] + ["rollout/catastrophes_total"]
+    write_hparams(writer, hparams, metrics)
+    writer.close()
+    return {
+        "eval": table,  # argmax: the policy's most likely action
+        "eval_sampled": sampled,  # actions sampled from the policy
+    }
+
+
+def train(cfg: DictConfig, run_dir: Path, runs_root: Path | None = None) -> dict[str, Any]:
     """Train ``cfg.agent`` on ``cfg.env``; write TensorBoard logs, checkpoints and ``results.json`` under ``run_dir``.
 
+    ``runs_root``: where ``resume`` looks for the run to continue (default: ``run_dir``'s parent). A sweep's
+    job passes the folder above its sweep (``runs/``): it resumes its own run, found by its config, in
+    that run's folder, and its fresh job folder becomes a link to it (``link_job_folder``).
+
     Raises ``ConfigError`` (nothing trained), ``Diverged`` (``max_rollbacks`` rollbacks in a row;
-    ``results.json`` says so) or ``Interrupted`` (Ctrl-C; the checkpoint was saved first).
+    ``results.json`` says so), ``Interrupted`` (Ctrl-C in training; the checkpoint was saved first) or
+    ``EvaluationInterrupted`` (Ctrl-C in the final evaluation; the trained checkpoint stays, ``results.json``
+    holds the training figures).
     """
     check_run(cfg)
     if cfg.get("objective") is not None:  # checked now, not after training: the env may have no such split
@@ -135,7 +212,10 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     resume = str(cfg.resume).lower() != "false"
     if resume:
-        run_dir = find_resumable(cfg, run_dir.parent, run_dir)
+        found = find_resumable(cfg, runs_root or run_dir.parent, run_dir)
+        if runs_root is not None and found.resolve() != run_dir.resolve():
+            link_job_folder(run_dir, found)
+        run_dir = found
     run_dir.mkdir(parents=True, exist_ok=True)
     env_kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
     seed_everything(cfg.seed, cfg.deterministic)
@@ -175,52 +255,19 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         env.close()
     train_seconds = log.train_seconds()
 
-    # held-out evaluation: the figures a paper would quote, by argmax and by sampling the policy
+    # held-out evaluation: the figures a paper would quote, by argmax and by sampling the policy.
+    # learn() saved the final checkpoint: Ctrl-C from here on loses only the table (devlearn eval redoes it).
     splits = eval_splits(cfg)
-    eval_kwargs = evaluation_kwargs(env_kwargs)
-    table, sampled = {}, {}
-    for split in splits:
-        kwargs = {**eval_kwargs, "split": split} if split != "train" else eval_kwargs
-        by_mode = evaluate_policies(
-            agent, cfg.env.id, cfg.log.eval_episodes, seed=10_000 + cfg.seed, wrappers=wrappers, **kwargs
-        )
-        table[split], sampled[split] = by_mode["argmax"], by_mode["sampled"]
-        for prefix, summary in (("eval", table[split]), ("eval_sampled", sampled[split])):
-            numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
-            log.scalars({f"{prefix}/{split}/{k}": v for k, v in numbers.items()}, agent.num_timesteps)
-    if cfg.log.video:
-        kwargs = {**eval_kwargs, "split": splits[-1]} if len(splits) > 1 else eval_kwargs
-        record_episode(
-            writer,
-            cfg.env.id,
-            wrappers,
-            kwargs,
-            agent.policy(),
-            "rollout",
-            agent.num_timesteps,
-            cfg.log.video_max_steps,
-        )
-    hparams = {
-        "env": cfg.env.id,
-        "agent": cfg.agent.name,
-        "seed": cfg.seed,
-        "num_envs": env.num_envs,
-        "total_timesteps": cfg.agent.total_timesteps,
-        "learning_rate": cfg.agent.learning_rate,
-        "schedule": cfg.get("schedule", {}).get("name", "constant"),
-        "world_model_coef": cfg.agent.get("world_model_coef", 0.0),
-        "shield_tau": cfg.agent.get("shield_tau", 1.0),
-    }
-    metrics = [f"eval/{split}/{k}" for split in table for k in HPARAM_METRICS] + ["rollout/catastrophes_total"]
-    write_hparams(writer, hparams, metrics)
-    writer.close()
-
-    results = {
-        **_identity(cfg, device, agent, log, train_seconds),
-        "eval": table,  # argmax: the policy's most likely action
-        "eval_sampled": sampled,  # actions sampled from the policy
-    }
+    try:
+        results = _evaluate(cfg, agent, log, writer, env.num_envs, wrappers, env_kwargs, splits)
+    except KeyboardInterrupt:
+        writer.close()
+        stopped = "interrupted during the final evaluation (devlearn eval evaluates the saved checkpoint)"
+        _write_results(run_dir, {**_identity(cfg, device, agent, log, train_seconds), "stopped": stopped})
+        raise EvaluationInterrupted(run_dir, agent.num_timesteps, splits[-1]) from None
+    results = {**_identity(cfg, device, agent, log, train_seconds), **results}
     _write_results(run_dir, results)
+    table, sampled = results["eval"], results["eval_sampled"]
     print()
     print(
         format_table(

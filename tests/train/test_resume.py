@@ -158,3 +158,32 @@ def test_counters_continue_across_a_resume(tmp_path, agent):
     assert after["train_seconds"] > before["train_seconds"]  # the whole run's training time, not the last part
     totals = [v for _, v in sorted(_scalars(run_dir, "rollout/episodes_total"))]
     assert totals == sorted(totals) and totals[-1] == after["training"]["episodes"]  # never back to zero
+
+
+def test_resume_finds_each_seeds_run_inside_an_earlier_sweep(tmp_path):
+    sweep = tmp_path / "multirun-20260101-000000"
+    zero = fake_run(sweep, "cliff-ppo-seed0-0", ["agent=ppo", "seed=0"])
+    one = fake_run(sweep, "cliff-ppo-seed1-1", ["agent=ppo", "seed=1"])
+    assert find_resumable(requested(["agent=ppo", "seed=1", "resume=true"]), tmp_path) == one
+    assert find_resumable(requested(["agent=ppo", "seed=0", "resume=true"]), tmp_path) == zero
+
+
+def test_resume_in_a_multirun_continues_each_jobs_own_run(tmp_path):
+    """`devlearn train -m seed=0,1 resume=true` looked only in its own new sweep folder and failed."""
+    small = [*SMALL, "agent.total_timesteps=128"]
+    first = subprocess.run([DEVLEARN, "train", "-m", "seed=0,1", *small], cwd=tmp_path, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    (old_sweep,) = (tmp_path / "runs").iterdir()
+    runs = {json.loads((d / "results.json").read_text())["seed"]: d for d in old_sweep.iterdir() if d.is_dir()}
+    time.sleep(1.1)  # the next sweep gets its own folder (named by the second)
+    second = [DEVLEARN, "train", "-m", "seed=0,1", *small, "agent.total_timesteps=256", "resume=true"]
+    out = subprocess.run(second, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    for seed, run_dir in runs.items():
+        results = json.loads((run_dir / "results.json").read_text())
+        assert (results["seed"], results["resumes"], results["env_steps"]) == (seed, 1, 256)
+        assert f"resuming {run_dir.relative_to(tmp_path)} at step 128" in out.stdout
+    (new_sweep,) = set((tmp_path / "runs").iterdir()) - {old_sweep}
+    jobs = [d for d in new_sweep.iterdir() if d.is_dir()]
+    assert len(jobs) == 2 and all(d.is_symlink() for d in jobs)  # no junk folders: links to the resumed runs
+    assert sorted(d.resolve() for d in jobs) == sorted(d.resolve() for d in runs.values())
