@@ -11,10 +11,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from gymnasium import spaces
 from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
+from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch.utils.tensorboard import SummaryWriter
 
 from devlearn.agents.sb3.vec import SB3VecEnv
@@ -26,6 +28,15 @@ FROM_CONFIG = ("learning_rate", "gamma", "gae_lambda", "ent_coef", "max_grad_nor
 EXTRA = "devlearn.pt"  # devlearn's own entry in SB3's checkpoint.zip (weights-only torch file)
 ALGORITHMS = {"ppo": (PPO, "MlpPolicy"), "recurrent_ppo": (RecurrentPPO, "MlpLstmPolicy")}
 
+
+
+class Flatten(FlattenExtractor):
+    """SB3's ``FlattenExtractor`` with a Python ``int`` width: for a MultiDiscrete space SB3 computes a numpy
+    integer, which ``torch.nn.LSTM`` refuses (``agent=recurrent_ppo`` on ``devlearn/Recall-v0`` failed)."""
+
+    def __init__(self, observation_space: spaces.Space) -> None:
+        super().__init__(observation_space)
+        self._features_dim = int(self._features_dim)
 
 class _SharedTensorBoard(TensorBoardOutputFormat):
     """SB3's TensorBoard output, writing into the run's own writer (one event file per run)."""
@@ -100,7 +111,11 @@ class SB3Agent:
             ent_coef=cfg.ent_coef,
             max_grad_norm=cfg.max_grad_norm,
             # Symbolic grids (object/colour/state indices) must reach the network as they are, not divided by 255.
-            policy_kwargs={"net_arch": list(cfg.hidden_sizes), "normalize_images": cfg.normalize_images},
+            policy_kwargs={
+                "net_arch": list(cfg.hidden_sizes),
+                "normalize_images": cfg.normalize_images,
+                **({} if isinstance(self.venv.observation_space, spaces.Dict) else {"features_extractor_class": Flatten}),
+            },
             seed=seed,
             device=device,
             verbose=0,

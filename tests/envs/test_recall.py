@@ -9,6 +9,7 @@ import tracemalloc
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
@@ -194,3 +195,18 @@ def test_twin_from_make_vec_scores_and_reports_episodes():
     assert info["success"].tolist() == [True, False, True] and info["_episode"].all()
     assert info["episode"]["r"].tolist() == [1.0, 0.0, 1.0] and (info["episode"]["l"] == 11).all()
     envs.close()
+
+
+def test_recurrent_ppo_baseline_builds_on_multidiscrete_observations(one_thread):
+    """agent=recurrent_ppo (the memory baseline) on Recall: SB3 sized its LSTM with a numpy int and torch refused."""
+    from omegaconf import OmegaConf
+
+    from devlearn.agents import make_agent
+    from devlearn.config import RecurrentPPOConfig
+    from devlearn.envs.vector.make import make_vector_env
+
+    cfg = OmegaConf.structured(RecurrentPPOConfig(n_steps=16, batch_size=32, n_epochs=1))
+    agent = make_agent(cfg, make_vector_env(ENV_ID, 2, delay=5), seed=0, device="cpu", writer=None)
+    before = [p.detach().clone() for p in agent.model.policy.parameters()]
+    agent.model.learn(64)
+    assert any(not torch.equal(a, b) for a, b in zip(before, agent.model.policy.parameters(), strict=True))
