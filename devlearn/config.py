@@ -32,6 +32,7 @@ __all__ = [
     "ConfigError",
     "CoreConfig",
     "DevelopmentalConfig",
+    "DistributedConfig",
     "EnvConfig",
     "ScheduleConfig",
     "TrainConfig",
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 DEVICES = ("auto", "cpu", "cuda")
+BACKENDS = ("auto", "gloo", "nccl")
+DISTRIBUTED_AGENTS = ("developmental", "ablation")  # SB3 trains in one process
 VECTORIZATIONS = ("auto", "twin", "sync")
 SPLITS = ("train", "heldout")
 # What a run can return to a sweeper (`objective=`): the figures `devlearn report` aggregates.
@@ -147,6 +150,14 @@ class LogConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Data-parallel training in several processes of one machine (``devlearn/train/spawn.py``)."""
+
+    nproc: int = 1  # processes (ranks); env.num_envs is split among them; on CUDA one GPU each
+    backend: str = "auto"  # auto: nccl on CUDA, gloo on CPU
+
+
+@dataclass
 class TrainConfig:
     """``devlearn train``: everything a run needs. ``agent`` takes the chosen agent's schema."""
 
@@ -166,6 +177,7 @@ class TrainConfig:
 
     max_rollbacks: int = 5  # this many rollbacks in a row stop the run: the update diverges every time
     deterministic: bool = False  # bit-identical runs for one seed on CPU (single-threaded, deterministic kernels)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 
 def run_name(env_id: str) -> str:
@@ -256,6 +268,8 @@ def validate(cfg: Any) -> None:
             raise ConfigError(
                 f"agent.shield_tau={agent.shield_tau!r} must be in [0, 1] (a probability; 1 turns the shield off)."
             )
+    if "distributed" in cfg:
+        _validate_distributed(cfg)
     if cfg.get("objective") is not None:
         _choice("objective", cfg.objective, OBJECTIVES)
     if "split" in cfg.env.kwargs:
@@ -272,6 +286,26 @@ def validate(cfg: Any) -> None:
                 f"schedule={cfg.schedule.name} multiplies the weight decay, and agent.weight_decay=0: "
                 "set agent.weight_decay > 0 (e.g. agent.weight_decay=0.01)."
             )
+
+
+def _validate_distributed(cfg: Any) -> None:
+    """``distributed.*``: a whole number of envs per process, and an agent that trains data-parallel."""
+    nproc = cfg.distributed.nproc
+    _choice("distributed.backend", cfg.distributed.backend, BACKENDS)
+    if isinstance(nproc, bool) or nproc < 1:
+        raise ConfigError(f"distributed.nproc={nproc!r} must be an integer >= 1.")
+    if nproc == 1:
+        return
+    if cfg.agent.name not in DISTRIBUTED_AGENTS:
+        raise ConfigError(
+            f"agent={cfg.agent.name} does not train in several processes (Stable-Baselines3 has no data-parallel "
+            f"training): use distributed.nproc=1, or agent={' or agent='.join(DISTRIBUTED_AGENTS)}."
+        )
+    if cfg.env.num_envs % nproc:
+        raise ConfigError(
+            f"env.num_envs={cfg.env.num_envs} cannot be split evenly across distributed.nproc={nproc} processes: "
+            f"make env.num_envs a multiple of {nproc} (e.g. env.num_envs={nproc * -(-cfg.env.num_envs // nproc)})."
+        )
 
 
 def schema_keys(node: Any = TrainConfig, prefix: str = "") -> dict[str, Any]:

@@ -41,7 +41,7 @@ from devlearn.errors import ConfigError
 from devlearn.logging.grid_image import write_predicted_vs_actual
 from devlearn.logging.runlog import RunLog
 from devlearn.model.context import SequenceContext, Window, to_device, tree_map
-from devlearn.train import checkpoint
+from devlearn.train import checkpoint, distributed
 from devlearn.train.optim import build_optimizer, trainable
 from devlearn.train.schedules import ScheduleConfig, apply_schedule
 
@@ -86,7 +86,7 @@ class DevelopmentalAgent:
         self.params = trainable(self.optimizer)  # not the EMA target
         self.schedule = schedule if schedule is not None else ScheduleConfig()
         # the run's length in updates, where a cosine schedule reaches its floor
-        self.total_updates = -(-int(cfg.total_timesteps) // (self.num_envs * int(cfg.n_steps)))
+        self.total_updates = -(-int(cfg.total_timesteps) // (self.num_envs * distributed.world_size() * int(cfg.n_steps)))
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(self.seed)
         self.context = self.new_context(self.num_envs, cfg.n_steps)
@@ -200,7 +200,7 @@ class DevelopmentalAgent:
                     C.surprise[:, j + 1] = self._acting_surprise(j, obs, flags)
                 C.put(j + 1, obs, flags[4] == 0, encoder)
                 self._after_done = done
-                self.num_timesteps += self.num_envs
+                self.num_timesteps += self.num_envs * distributed.world_size()  # all ranks' env steps
             self._last_value = net.decide(C.acting_window(C.length - 1), True, self.gen).value
         logs = {}
         if shield:
@@ -270,6 +270,7 @@ class DevelopmentalAgent:
         lr, weight_decay = apply_schedule(self.optimizer, self.schedule, self.updates, self.total_updates)
         s = R.segment()
         index = R.real[:, s].flatten().nonzero().squeeze(1)  # flat (env, t) indices of the real transitions
+        index = distributed.equalize(index, self.gen)  # as many as every other rank: as many minibatches
         if len(index) == 0:  # every sub-env spent the whole rollout resetting: nothing to learn from
             return {}
         env, j = index // C.n_steps, C.first + index % C.n_steps
@@ -362,7 +363,7 @@ class DevelopmentalAgent:
             norms[name] = norm
         for p, g in zip(params, total, strict=True):
             p.grad = g
-        return norms
+        return distributed.allreduce_grads(params, losses, norms)  # averaged over ranks (no-op alone)
 
     def _rollback(self, run_dir: Path, log: RunLog, why: str) -> None:
         state = checkpoint.load(Path(run_dir) / CHECKPOINT)
@@ -403,6 +404,8 @@ class DevelopmentalAgent:
     # --- checkpoints ---------------------------------------------------------------------------
     def save(self, run_dir: Path) -> None:
         """Write model, optimizer, counters and RNG states atomically to ``run_dir/checkpoint.pt``."""
+        if not distributed.is_main():
+            return  # rank 0 writes; the ranks hold the same parameters
         if not checkpoint.all_finite(self.net):
             raise ValueError(
                 "refusing to checkpoint non-finite parameters (the last checkpoint stays the rollback target)."

@@ -8,6 +8,7 @@ space. Every refusal is a one-line ``ConfigError`` that names the key and what t
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from gymnasium import spaces
@@ -54,6 +55,16 @@ def check_run(cfg: DictConfig) -> None:
             "(devlearn envs --all lists the ids)."
         )
     validate(cfg)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun: every process would start a run of its own
+        raise ConfigError(
+            "devlearn train starts its own processes: instead of torchrun, run it once with distributed.nproc=N "
+            f"(here: devlearn train distributed.nproc={os.environ['WORLD_SIZE']} ...)."
+        )
+    if cfg.distributed.nproc > 1:  # the backend against the device, before any folder or process exists
+        from devlearn.train.run import resolve_device
+        from devlearn.train.spawn import choose_backend
+
+        choose_backend(cfg.distributed.backend, resolve_device(cfg.device), cfg.distributed.nproc)
     kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
     action_space = probe_env(cfg.env.id, kwargs)
     if cfg.agent.name in DISCRETE_AGENTS and not isinstance(action_space, spaces.Discrete):

@@ -5,7 +5,8 @@ A run is identified by what it trained on, not by its folder name: the stored
 config. Keys fall in three classes:
 
 * ``FREE``: may differ on any resume (``agent.total_timesteps`` extends a run; logging and
-  checkpoint cadence do not change what is learned).
+  checkpoint cadence do not change what is learned; ``distributed.*`` splits the same envs over
+  another number of processes).
 * ``STRUCTURAL``: the environment, the model's shapes and the seed. A run trained with other
   values is another experiment; no resume mode continues it with new ones (its checkpoint does
   not fit, or its figures would no longer mean what they say).
@@ -24,7 +25,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from devlearn.errors import ConfigError
 
-FREE = ("resume", "agent.total_timesteps", "log.", "device", "checkpoint_every", "max_rollbacks")
+FREE = (
+    "resume", "agent.total_timesteps", "log.", "device", "checkpoint_every", "max_rollbacks", "distributed.",
+)  # fmt: skip
 STRUCTURAL = (
     "env.id",
     "env.kwargs.",

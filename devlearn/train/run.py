@@ -3,11 +3,14 @@
 The whole run is visible here: build the batched env, build the agent (or restore it from the
 run's checkpoint), let it learn while it reports episodes to the run log, then evaluate on the
 train and held-out splits, record a rollout (video, or transcript for text envs) and write
-``results.json``.
+``results.json``. With ``distributed.nproc=N`` the same loop runs in N processes, each on its share
+of the envs, with gradients averaged (``devlearn/train/spawn.py`` starts them,
+``devlearn/train/distributed.py`` keeps them in step); rank 0 writes, evaluates and reports.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import random
@@ -16,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
@@ -25,9 +29,11 @@ from devlearn.envs.vector.make import accepts_kwarg, make_vector_env
 from devlearn.logging.layout import HPARAM_METRICS, write_hparams, write_layout
 from devlearn.logging.media import record_episode
 from devlearn.logging.runlog import Diverged, RunLog
+from devlearn.train import distributed
 from devlearn.train.checks import check_run, one_line
 from devlearn.train.evaluate import evaluate_policies, format_table
 from devlearn.train.resume import check_checkpoint, find_resumable, link_job_folder
+from devlearn.train.spawn import choose_backend, start
 
 
 def resolve_device(device: str) -> str:
@@ -97,6 +103,7 @@ def _identity(cfg: DictConfig, device: str, agent: Any, log: RunLog, seconds: fl
         "seed": cfg.seed,
         "device": device,
         "deterministic": bool(cfg.deterministic),
+        "processes": distributed.world_size(),
         "env_steps": agent.num_timesteps,
         "train_seconds": round(seconds, 2),
         "env_steps_per_second": round(agent.num_timesteps / max(seconds, 1e-9), 1),
@@ -217,49 +224,83 @@ def train(cfg: DictConfig, run_dir: Path, runs_root: Path | None = None) -> dict
             link_job_folder(run_dir, found)
         run_dir = found
     run_dir.mkdir(parents=True, exist_ok=True)
+    nproc = cfg.distributed.nproc
+    if nproc > 1:  # N ranks in N processes, each running _train_rank; rank 0 writes results.json
+        backend = choose_backend(cfg.distributed.backend, device, nproc)
+        start(_train_rank, (cfg, run_dir, device, resume), nproc, backend)
+        return json.loads((run_dir / "results.json").read_text())
+    return _train_rank(cfg, run_dir, device, resume)
+
+
+def _train_rank(cfg: DictConfig, run_dir: Path, device: str, resume: bool) -> dict[str, Any] | None:
+    """The run in this process: all of it alone, or one rank's share of the envs (``devlearn/train/distributed.py``).
+
+    Every rank trains; rank 0 alone writes TensorBoard, checkpoints and ``results.json``, evaluates and
+    returns the results (the other ranks return None once training is over).
+    """
+    rank, world = distributed.rank(), distributed.world_size()
+    main = rank == 0
+    if world > 1:
+        device = f"cuda:{rank}" if device == "cuda" else device
+        cfg = copy.deepcopy(cfg)
+        cfg.agent.batch_size = -(-cfg.agent.batch_size // world)  # per rank: batch_size over all ranks together
     env_kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
-    seed_everything(cfg.seed, cfg.deterministic)
+    seed = distributed.rank_seed(cfg.seed)
+    seed_everything(seed, cfg.deterministic)
 
     # env -> batched observations -> agent
     wrappers = observation_wrappers(cfg.agent.name, cfg.env.id, **env_kwargs)
-    env = make_vector_env(cfg.env.id, cfg.env.num_envs, cfg.env.vectorization, wrappers, **env_kwargs)
-    writer = SummaryWriter(str(run_dir / "tb"))
-    agent = make_agent(cfg.agent, env, cfg.seed, device, writer, cfg.get("schedule"))
-    log = RunLog(writer, cfg.agent.total_timesteps, cfg.log.progress_bar, max_rollbacks=cfg.max_rollbacks)
+    num_envs = cfg.env.num_envs // world  # this rank's share (config.validate checked that it divides)
+    env = make_vector_env(cfg.env.id, num_envs, cfg.env.vectorization, wrappers, **env_kwargs)
+    writer = SummaryWriter(str(run_dir / "tb")) if main else None
+    agent = make_agent(cfg.agent, env, seed, device, writer, cfg.get("schedule"))
+    if world > 1:
+        distributed.broadcast_module(agent.net)  # every rank starts from rank 0's parameters
+    runlog = distributed.GatheredRunLog if world > 1 else RunLog
+    log = runlog(writer, cfg.agent.total_timesteps, cfg.log.progress_bar and main, max_rollbacks=cfg.max_rollbacks)
     agent.runlog = log  # its checkpoints carry the run's counters
     if resume:
-        load_checkpoint(agent, run_dir)
+        load_checkpoint(agent, run_dir)  # every rank loads rank 0's checkpoint
         if agent.restored_log is not None:
             log.load_state_dict(agent.restored_log)
         log.resumes += 1
-        print(f"devlearn: resuming {run_dir} at step {agent.num_timesteps:,}")
-    else:
+        if not main:  # the checkpoint carried rank 0's random streams: this rank continues its own
+            seed_everything(seed + agent.num_timesteps, cfg.deterministic)
+            agent.gen.manual_seed(seed + agent.num_timesteps)
+        if main:
+            print(f"devlearn: resuming {run_dir} at step {agent.num_timesteps:,}")
+    elif main:
         writer.add_text("config", "```yaml\n" + OmegaConf.to_yaml(cfg) + "\n```")
         write_layout(writer)  # TensorBoard's Custom Scalars tab: the learning curves first
 
-    print(
-        f"devlearn: training {cfg.agent.name} on {cfg.env.id} ({cfg.env.num_envs} envs, {device}) -> {run_dir}"
-    )
+    where = f"{device.split(':')[0]}, {world} processes, {dist.get_backend()}" if world > 1 else device
+    if main:
+        print(f"devlearn: training {cfg.agent.name} on {cfg.env.id} ({cfg.env.num_envs} envs, {where}) -> {run_dir}")
     log.restart_clock(agent.num_timesteps)
     try:
         agent.learn(cfg.agent.total_timesteps, log, run_dir, cfg.checkpoint_every)
     except KeyboardInterrupt:
         agent.save(run_dir)  # the counters go with it: the resumed run continues them
-        writer.close()
+        if writer is not None:
+            writer.close()
         raise Interrupted(run_dir, agent.num_timesteps) from None
     except Diverged as err:
-        writer.close()
-        _write_results(run_dir, {**_identity(cfg, device, agent, log, log.train_seconds()), "stopped": str(err)})
+        if main:
+            writer.close()
+            results = {**_identity(cfg, device, agent, log, log.train_seconds()), "stopped": str(err)}
+            _write_results(run_dir, results)
         raise
     finally:
         env.close()
+    if not main:
+        return None
     train_seconds = log.train_seconds()
 
     # held-out evaluation: the figures a paper would quote, by argmax and by sampling the policy.
     # learn() saved the final checkpoint: Ctrl-C from here on loses only the table (devlearn eval redoes it).
     splits = eval_splits(cfg)
     try:
-        results = _evaluate(cfg, agent, log, writer, env.num_envs, wrappers, env_kwargs, splits)
+        results = _evaluate(cfg, agent, log, writer, env.num_envs * world, wrappers, env_kwargs, splits)
     except KeyboardInterrupt:
         writer.close()
         stopped = "interrupted during the final evaluation (devlearn eval evaluates the saved checkpoint)"
