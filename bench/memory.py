@@ -49,12 +49,13 @@ def figures(results: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def summarize(outcomes: list[RunOutcome], delays: list[int], variants: list[str]) -> dict[str, Any]:
+def summarize(results: dict[str, dict[str, Any]], delays: list[int], variants: list[str]) -> dict[str, Any]:
+    """Per delay and variant, the spread over seeds of each figure; ``results``: run name -> results.json."""
     table: dict[str, Any] = {}
     for delay in delays:
         table[str(delay)] = {}
         for variant in variants:
-            runs = [f for o in outcomes if o.ok and o.name.startswith(f"d{delay}-{variant}-") for f in [figures(o.results)]]
+            runs = [figures(r) for name, r in results.items() if name.startswith(f"d{delay}-{variant}-")]
             keys = ("heldout_argmax", "heldout_sampled", "train_last100", "env_steps_per_second")
             table[str(delay)][variant] = {k: spread([r[k] for r in runs]) for k in keys}
     return table
@@ -82,6 +83,7 @@ def main() -> None:
     p.add_argument("--delays", type=int, nargs="+", default=[20, 200])
     p.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--threads", type=int, default=1, help="threads per run")
@@ -90,7 +92,12 @@ def main() -> None:
     p.add_argument("--tag", default="cpu")
     p.add_argument("--override", action="append", default=[], help="extra override for the developmental runs")
     p.add_argument("--quick", action="store_true", help="1 seed, 2 variants, 2,048 steps, not saved")
+    p.add_argument("--from-runs", action="store_true", help="no training: tabulate memory-<tag>-runs/ (a cut-short sweep)")
     args = p.parse_args()
+    if args.from_runs:
+        found = {f.stem: json.loads(f.read_text()) for f in sorted((RESULTS / f"memory-{args.tag}-runs").glob("*.json"))}
+        print_table(summarize(found, args.delays, args.variants))
+        return
     if args.quick:
         args.delays, args.variants, args.seeds, args.steps, args.eval_episodes = [5], ["window", "hybrid"], 1, 2048, 4
 
@@ -98,7 +105,7 @@ def main() -> None:
     tasks = []
     for delay in args.delays:
         for variant in args.variants:
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 name = f"d{delay}-{variant}-{seed}"
                 agent, extra = overrides(variant, delay, args.override)
                 command = train_command(
@@ -106,7 +113,13 @@ def main() -> None:
                 )
                 tasks.append((name, partial(run_train, name, command, root / name, args.threads)))
 
+    runs_dir = RESULTS / f"memory-{args.tag}-runs"
+    if not args.quick:  # each run's results.json as it finishes: a sweep cut short keeps what it did
+        runs_dir.mkdir(parents=True, exist_ok=True)
+
     def report(o: RunOutcome) -> None:
+        if o.ok and not args.quick:
+            (runs_dir / f"{o.name}.json").write_text(json.dumps(o.results, indent=1))
         if o.ok:
             f = figures(o.results)
             print(f"{o.name}: held-out {f['heldout_argmax']:.2f} argmax / {f['heldout_sampled']:.2f} sampled, "
@@ -116,7 +129,7 @@ def main() -> None:
 
     t0 = time.time()
     outcomes = run_all(tasks, args.jobs, report)
-    table = summarize(outcomes, args.delays, args.variants)
+    table = summarize({o.name: o.results for o in outcomes if o.ok}, args.delays, args.variants)
     print_table(table)
     if args.quick:
         shutil.rmtree(root, ignore_errors=True)
@@ -126,12 +139,6 @@ def main() -> None:
         "overrides": args.override, "wall_seconds": round(time.time() - t0, 1),
         "machine": machine_facts(args.device), "versions": versions(), "table": table,
     }  # fmt: skip
-    RESULTS.mkdir(exist_ok=True)
-    runs_dir = RESULTS / f"memory-{args.tag}-runs"
-    runs_dir.mkdir(exist_ok=True)
-    for o in outcomes:
-        if o.ok:
-            (runs_dir / f"{o.name}.json").write_text(json.dumps(o.results, indent=1))
     path = RESULTS / f"memory-{args.tag}.json"
     path.write_text(json.dumps(out, indent=1))
     print(f"wrote {path}")

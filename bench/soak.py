@@ -40,7 +40,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from devlearn.errors import ConfigError
 from devlearn.train.resume import check_checkpoint
 
-DEVLEARN = str(Path(sys.executable).parent / "devlearn")
+# `python -m devlearn`, run outside the repo (cwd: the soak's folder): works wherever `import devlearn` does,
+# console script on PATH or not (the GPU machine installs devlearn into a --target folder)
+DEVLEARN = [sys.executable, "-m", "devlearn"]
 SMALL = ["agent.n_steps=32", "agent.batch_size=64", "env.num_envs=4", "log.eval_episodes=2", "log.video=false"]
 
 # (key, wrong values): each is refused by the schema, a range check, or the env's constructor
@@ -101,13 +103,13 @@ def saved_episodes(run_dir: Path) -> int | None:
 
 
 def train(args: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([DEVLEARN, "train", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*DEVLEARN, "train", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def kill_and_resume(i: int, base: list[str], root: Path, rng: random.Random) -> dict:
     run_dir = root / "runs" / f"killed-{i}"
     log = open(root / f"killed-{i}.out", "w+")
-    proc = subprocess.Popen([DEVLEARN, "train", *base, f"hydra.run.dir={run_dir}"], cwd=root, stdout=log)
+    proc = subprocess.Popen([*DEVLEARN, "train", *base, f"hydra.run.dir={run_dir}"], cwd=root, stdout=log)
     deadline = time.time() + 600
     while (saved_step(run_dir) or 0) == 0 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.1)  # wait for a periodic checkpoint beyond the one before the first update
@@ -202,9 +204,16 @@ def main() -> None:
         ref = train([*base, f"hydra.run.dir={ref_dir}"], root)
         reference = json.loads((ref_dir / "results.json").read_text()) if ref.returncode == 0 else None
         seeds = [rng.randrange(2**32) for _ in range(args.runs)]  # each run its own kill moment, however scheduled
-        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            kills = list(pool.map(lambda i: kill_and_resume(i, base, root, random.Random(seeds[i])), range(args.runs)))
-        fuzzed = fuzz(args.fuzz, root, rng)
+        def one(i: int) -> dict:
+            k = kill_and_resume(i, base, root, random.Random(seeds[i]))
+            print(f"run {i}: resumed={k['resumed']} checkpoint_readable={k['checkpoint_readable']} "
+                  f"continuous={k['counters_continuous']} steps_lost>={k['steps_lost_at_least']}", flush=True)
+            return k
+
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs) + 1) as pool:
+            fuzzing = pool.submit(fuzz, args.fuzz, root, rng)  # beside the kills: one more process at a time
+            kills = list(pool.map(one, range(args.runs)))
+            fuzzed = fuzzing.result()
     finally:
         shutil.rmtree(root, ignore_errors=True)
     summary = {

@@ -27,6 +27,11 @@ SHAPES = [  # (batch, T, d_model, n_heads, d_state)
     (8, 256, 256, 8, 64),
     (8, 4096, 256, 8, 64),
     (64, 1024, 128, 4, 32),
+    # training tokens/s against sequence length, 1k to 64k (issue 11)
+    (1, 1024, 256, 8, 64),
+    (1, 4096, 256, 8, 64),
+    (1, 16384, 256, 8, 64),
+    (1, 65536, 256, 8, 64),
 ]
 
 
@@ -104,6 +109,7 @@ def main() -> None:
                 "max_abs_err_y": float((got[0] - truth[0]).abs().max()),
                 "fwd_bwd_ms": time_it(layer, u, state, kernel, dtype),
             }
+            row[name]["train_tokens_per_s"] = b * t / (row[name]["fwd_bwd_ms"] / 1000)
         rows.append(row)
         print(json.dumps(row))
     result = {
