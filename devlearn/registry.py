@@ -106,7 +106,15 @@ def spec(id: str) -> EnvEntry:
     """
     if ":" in id:
         module, _, id = id.partition(":")
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name is None or not module.startswith(err.name):
+                raise  # the module exists; something it imports does not: the user's traceback to read
+            raise RegistryError(
+                f"Cannot import module {module!r} (named before ':' in '{module}:{id}'), which should register {id!r}: "
+                f"{err}. Install it, or run from the folder that holds it (see README: Custom environments on the CLI)."
+            ) from None
     if id in _REGISTRY:
         return _REGISTRY[id]
     if id in gymnasium.registry:

@@ -52,6 +52,7 @@ def assert_one_line(out, message):
         (["max_rollbacks=0"], "max_rollbacks=0 must be >= 1."),
         (["agent.n_steps=many"], "agent.n_steps=many: Value 'many' of type 'str' could not be converted to Integer"),
         (["resume=true"], "no run of env.id=devlearn/CliffEdge-v0 agent=developmental seed=0"),
+        (["env.id=nope:Env-v0"], "Cannot import module 'nope' (named before ':' in 'nope:Env-v0')"),
         (["memory=hybird"], "memory='hybird' is not allowed. Did you mean 'hybrid'? Allowed values: none, window"),
         (["agent=ppo", "memory=ssm"], "memory= sets the developmental agent's memory; agent=ppo has none."),
         (["memory=hybrid", "agent.memory.k=0"], "agent.memory.k=0 must be > 0."),
