@@ -126,3 +126,25 @@ def test_fla_kernel_matches_the_torch_reference_on_cuda():
     # Triton's fp32 dots run in TF32 (10-bit mantissa); see docs/benchmarks.md for the tolerance.
     torch.testing.assert_close(y, y_ref, atol=5e-3, rtol=5e-3)
     torch.testing.assert_close(s, s_ref, atol=5e-3, rtol=5e-3)
+
+
+def test_auto_keeps_the_torch_path_where_fla_gives_wrong_gradients(monkeypatch):
+    """fla-core 0.6.0 + Triton 3.4-3.7.0 on Hopper: wrong gradients (fla #640), refused there (the lent H100)."""
+    import sys
+    from types import SimpleNamespace
+
+    from devlearn.model.memory.ssm import fla_blocked
+
+    check = fla_blocked.__wrapped__  # uncached
+    for capability, version, blocked in [
+        ((9, 0), "3.5.0", True),
+        ((9, 0), "3.7.1", False),
+        ((9, 0), "3.4.0+git1234", True),
+        ((8, 0), "3.5.0", False),
+    ]:
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i, c=capability: c)
+        monkeypatch.setitem(sys.modules, "triton", SimpleNamespace(__version__=version))
+        reason = check(0)
+        assert (reason is not None) == blocked, (capability, version, reason)
+        if blocked:
+            assert "upgrade to Triton >= 3.7.1" in reason

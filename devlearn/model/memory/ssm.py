@@ -121,6 +121,26 @@ def fla_kernel() -> Callable[..., tuple[Tensor, Tensor]] | None:
     return chunk_simple_gla
 
 
+@cache
+def fla_blocked(device_index: int) -> str | None:
+    """Why the ``fla`` kernel must not train on this CUDA device, or None.
+
+    fla-core 0.6.0's gated backward gives wrong gradients with Triton >= 3.4.0 and < 3.7.1 on Hopper
+    (compute capability 9.x; fla issue #640) and raises there; we measured that raise on the lent H100
+    (bench/results/ssm_kernel-h100-fla-refused.log), so ``auto`` keeps the torch path on such a machine.
+    """
+    if torch.cuda.get_device_capability(device_index)[0] != 9:
+        return None
+    try:
+        import triton
+    except ImportError:
+        return None
+    version = tuple(int(p) for p in triton.__version__.split("+")[0].split(".")[:3] if p.isdigit())
+    if (3, 4, 0) <= version < (3, 7, 1):
+        return f"Triton {triton.__version__} on a Hopper GPU gives wrong fla gradients (fla #640): upgrade to Triton >= 3.7.1"
+    return None
+
+
 # --- the layer ---------------------------------------------------------------------------------------
 
 
@@ -206,7 +226,8 @@ class SelectiveSSM(nn.Module):
         """Whether ``forward`` runs the ``fla`` kernel for this input (see ``kernel``)."""
         if self.kernel == "torch":
             return False
-        usable = u.is_cuda and fla_kernel() is not None and reset is None
+        blocked = fla_blocked(u.device.index or 0) if u.is_cuda else None
+        usable = u.is_cuda and fla_kernel() is not None and reset is None and blocked is None
         if self.kernel == "fla" and not usable:
             why = (
                 "the input is not on CUDA"
@@ -214,6 +235,8 @@ class SelectiveSSM(nn.Module):
                 else "the fla package does not import (pip install fla-core)"
                 if fla_kernel() is None
                 else "reset flags are given (the kernel has no per-step resets)"
+                if reset is not None
+                else blocked
             )
             raise RuntimeError(f"SelectiveSSM(kernel='fla') cannot use the kernel: {why}. Use kernel='auto'.")
         return usable
