@@ -30,7 +30,7 @@ from train_runs import machine_facts, versions
 
 SWEEP = ["seed=0,1,2", "agent=developmental,ppo"]
 BUDGET = [
-    "agent.total_timesteps=2048",
+    "agent.total_timesteps={steps}",
     "env.num_envs=4",
     "log.eval_episodes=2",
     "log.video=false",
@@ -43,9 +43,10 @@ VARIANTS: dict[str, tuple[list[str], dict[str, str]]] = {  # name -> (extra over
 }
 
 
-def time_sweep(extra: list[str], env: dict[str, str]) -> dict:
+def time_sweep(extra: list[str], env: dict[str, str], steps: int) -> dict:
     """Run the sweep in a fresh folder; return its command, wall seconds, load and the runs' steps/s."""
-    command = [sys.executable, "-m", "devlearn", "train", "-m", *SWEEP, *BUDGET, *extra]
+    budget = [b.format(steps=steps) for b in BUDGET]
+    command = [sys.executable, "-m", "devlearn", "train", "-m", *SWEEP, *budget, *extra]
     with tempfile.TemporaryDirectory() as cwd:
         load_before = os.getloadavg()
         t0 = time.perf_counter()
@@ -57,7 +58,7 @@ def time_sweep(extra: list[str], env: dict[str, str]) -> dict:
     return {
         "command": "".join(f"{k}={v} " for k, v in env.items())
         + "devlearn train -m "
-        + " ".join([*SWEEP, *BUDGET, *extra]),
+        + " ".join([*SWEEP, *budget, *extra]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "wall_seconds": round(wall, 1),
         "runs": len(runs),
@@ -70,10 +71,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sweep_parallel.json"))
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--steps", type=int, default=2048, help="agent.total_timesteps of each run")
     args = parser.parse_args()
     out = Path(args.out)
     previous = json.loads(out.read_text())["sweeps"] if out.is_file() else {}
-    results = {**previous, **{name: time_sweep(*VARIANTS[name]) for name in args.variants}}
+    results = {**previous, **{name: time_sweep(*VARIANTS[name], args.steps) for name in args.variants}}
     for name, r in results.items():
         print(
             f"{name:<20} {r['wall_seconds']:>7.1f} s  ({r['runs']} runs; load {r['loadavg_1m_before_after']})"
@@ -88,7 +90,7 @@ def main() -> None:
     record = {
         "machine": machine_facts("cpu"),
         "versions": versions(),
-        "note": "shared machine: other processes ran during the measurement (see loadavg)",
+        "note": "2-core machine; loadavg before and after each sweep shows what else ran",
         "sweeps": results,
         **ratios,
     }
