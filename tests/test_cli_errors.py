@@ -31,6 +31,12 @@ def run(args, cwd, env=None, timeout=600):
     return subprocess.run(DEVLEARN + args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def interruptible() -> None:
+    """In the child: SIGINT back to its default. A shell starts background jobs with SIGINT ignored, and Python
+    then installs no KeyboardInterrupt handler, so a suite run in the background (`.ci/run &`) would never see Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def assert_one_line(out, message):
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2, out.stderr
@@ -106,6 +112,7 @@ def test_ctrl_c_saves_and_prints_the_resume_command(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     deadline = time.time() + 300
     while not (run_dir / "checkpoint.zip").is_file() and time.time() < deadline:
@@ -138,6 +145,7 @@ def test_ctrl_c_in_the_final_evaluation_keeps_the_checkpoint_and_says_how_to_eva
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     shown = ""
     while "eval train argmax" not in shown:  # the evaluation's progress line: training is over
