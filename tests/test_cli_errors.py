@@ -31,10 +31,20 @@ def run(args, cwd, env=None, timeout=600):
     return subprocess.run(DEVLEARN + args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def interruptible() -> None:
-    """In the child: SIGINT back to its default. A shell starts background jobs with SIGINT ignored, and Python
-    then installs no KeyboardInterrupt handler, so a suite run in the background (`.ci/run &`) would never see Ctrl-C."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def start(args, run_dir, cwd) -> subprocess.Popen:
+    """`devlearn *args` in the background, to be sent Ctrl-C.
+
+    The child gets SIGINT's default disposition back: a shell starts background jobs with SIGINT ignored, and
+    Python then installs no KeyboardInterrupt handler, so a suite run in the background would never see Ctrl-C.
+    """
+    return subprocess.Popen(
+        [*DEVLEARN, *args, f"hydra.run.dir={run_dir}"],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def assert_one_line(out, message):
@@ -106,14 +116,7 @@ def test_truncated_checkpoint_on_eval_and_resume_is_one_line(tmp_path, name, age
 def test_ctrl_c_saves_and_prints_the_resume_command(tmp_path):
     run_dir = tmp_path / "runs" / "killed"
     args = ["train", "agent=ppo", *TINY[1:], "agent.total_timesteps=1000000", "checkpoint_every=64"]
-    proc = subprocess.Popen(
-        [*DEVLEARN, *args, f"hydra.run.dir={run_dir}"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=interruptible,
-    )
+    proc = start(args, run_dir, tmp_path)
     deadline = time.time() + 300
     while not (run_dir / "checkpoint.zip").is_file() and time.time() < deadline:
         time.sleep(0.2)
@@ -139,14 +142,7 @@ def test_ctrl_c_saves_and_prints_the_resume_command(tmp_path):
 def test_ctrl_c_in_the_final_evaluation_keeps_the_checkpoint_and_says_how_to_evaluate(tmp_path):
     run_dir = tmp_path / "runs" / "trained"
     args = ["train", "agent=ppo", *TINY[1:], "agent.total_timesteps=128", "log.eval_episodes=100000"]
-    proc = subprocess.Popen(
-        [*DEVLEARN, *args, f"hydra.run.dir={run_dir}"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=interruptible,
-    )
+    proc = start(args, run_dir, tmp_path)
     shown = ""
     while "eval train argmax" not in shown:  # the evaluation's progress line: training is over
         line = proc.stdout.readline()
