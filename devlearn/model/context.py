@@ -110,6 +110,7 @@ class SequenceContext:
             self.surprise = torch.zeros(lead, device=device)
             self.memory_state: MemoryState = memory.initial_state(num_envs, device)
             self.memory_start: MemoryState = self.memory_state.snapshot()  # before position ``first``
+            self._reads: tuple[Tensor, Tensor] | None = None  # the store's reads over the segment (the update's)
 
     # --- writing ----------------------------------------------------------------------------
     def begin(self, obs: Tree, encoder: Encoder) -> None:
@@ -117,6 +118,7 @@ class SequenceContext:
         self.episode.fill_(-1)  # the context before the first observation belongs to no episode
         if self.memory is not None:
             self.memory_state = self.memory.initial_state(self.num_envs, self.act.device)
+            self._reads = None
         self.put(self.first, obs, torch.ones(self.num_envs, dtype=torch.bool, device=self.act.device), encoder)
 
     def put(self, j: int, obs: Tree, start: Tensor, encoder: Encoder) -> None:
@@ -146,6 +148,7 @@ class SequenceContext:
         if self.memory is not None and upto >= self.first:
             self.memory_state = self.memory_start.snapshot()
             self._step_memory(self.first)
+            self._reads = None  # a new segment is about to be acted: its reads are replayed once, later
 
     def carry_over(self, *aligned: Tensor) -> None:
         """The last ``W`` positions become the next segment's context and first observation.
@@ -179,6 +182,8 @@ class SequenceContext:
         Overlapping windows share observations: each stored observation is encoded once. With
         memory, every position is encoded and the segment's memory is replayed from
         ``memory_start`` (``Memory.sequence``): the tokens of step ``j`` depend on all steps before it.
+        The store's reads (which stored steps each position retrieves) are replayed once per segment,
+        on the first call after acting, and reused: the minibatches read what acting read.
         """
         pos = self.positions(env, j)
         episode = self.flat(self.episode)[pos]
@@ -190,7 +195,12 @@ class SequenceContext:
         enc = encoder(self.obs)  # (E, L, d), with gradients
         seg = slice(self.first, self.length)
         surprise = self.surprise[:, seg] if self.memory.cfg.write == "surprise" else None
-        tokens = self.memory.sequence(self.memory_start.snapshot(), enc[:, seg], self.start[:, seg], surprise)
+        start = self.start[:, seg]
+        if self.memory.uses_store and self._reads is None:  # once per segment, with the parameters that acted
+            first = self.memory_start.snapshot()
+            steps = self.memory.episode_steps(first, start)
+            self._reads = self.memory.replay(first, enc[:, seg].detach(), start, steps, surprise)
+        tokens = self.memory.sequence(self.memory_start.snapshot(), enc[:, seg], start, surprise, self._reads)
         memory = tokens[env, j - self.first]
         return Window(self.flat(enc)[pos], self.flat(self.act)[pos], valid, memory), pos
 

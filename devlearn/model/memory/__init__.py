@@ -185,43 +185,68 @@ class Memory(nn.Module):
 
     # --- the update: a whole segment --------------------------------------------------------------
     def sequence(
-        self, state: MemoryState, emb: Tensor, start: Tensor, surprise: Tensor | None = None
+        self,
+        state: MemoryState,
+        emb: Tensor,
+        start: Tensor,
+        surprise: Tensor | None = None,
+        retrieved: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor | None:
         """Memory tokens ``(E, T, M, d)`` for a segment ``emb (E, T, d)``; advances ``state`` to its end.
 
         Equal to ``T`` calls of ``step`` from the same state (tested); the SSM runs as a parallel
         scan, and the store replays the segment's reads and writes. Pass a ``snapshot`` to keep the original.
+
+        ``retrieved``: the store's reads of this segment from an earlier replay (``(values, valid)``, as
+        ``replay`` returns them), to skip the step-by-step replay. Reads return stored embeddings, constants
+        to the gradient, so the only thing a fresh replay would change is which entries a query picks
+        after the parameters moved: an update may read what acting read (as RecurrentPPO starts each
+        sequence from the hidden state acting had) and spend its time on the differentiable parts.
         """
-        e, t = emb.shape[:2]
-        steps = (
-            state.t.unsqueeze(1) + 1 + torch.arange(t, device=emb.device)
-        )  # t + 1, t + 2, ... until a start
-        since = torch.cummax(torch.where(start, torch.arange(t, device=emb.device), -1), dim=1).values
-        steps = torch.where(since >= 0, torch.arange(t, device=emb.device) - since, steps)
+        steps = self.episode_steps(state, start)
         state.t = steps[:, -1].clone()
         if self.n_tokens == 0:
             return None
-        retrieved = None
-        if self.uses_store:  # reads and writes in step order; they depend on no SSM output
-            queries = self.query(emb).detach()
-            values, valid = [], []
-            for i in range(t):
-                state.store.reset(start[:, i])
-                got = state.store.read(queries[:, i], self.cfg.k)
-                values.append(got.values[:, 0])
-                valid.append(got.valid[:, 0])
-                state.store.write(
-                    emb[:, i],
-                    emb[:, i],
-                    steps[:, i],
-                    steps[:, i],
-                    None if surprise is None else surprise[:, i],
-                )
-            retrieved = (torch.stack(values, 1), torch.stack(valid, 1))
+        if self.uses_store and retrieved is None:
+            retrieved = self.replay(state, emb, start, steps, surprise)
         gist = None
         if self.uses_ssm:
             gist, state.ssm = self.ssm(self._ssm_input(emb, retrieved), state.ssm, reset=start)
         return self._tokens(emb, gist, retrieved)
+
+    @staticmethod
+    def episode_steps(state: MemoryState, start: Tensor) -> Tensor:
+        """``(E, T)``: each position's step in its episode, continuing ``state.t`` until an episode starts."""
+        t = start.shape[1]
+        arange = torch.arange(t, device=start.device)
+        since = torch.cummax(torch.where(start, arange, -1), dim=1).values  # the latest start so far
+        return torch.where(since >= 0, arange - since, state.t.unsqueeze(1) + 1 + arange)
+
+    @torch.no_grad()
+    def replay(
+        self, state: MemoryState, emb: Tensor, start: Tensor, steps: Tensor, surprise: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """The store's reads and writes of a segment, in step order: ``(values (E, T, k, d), valid (E, T, k))``.
+
+        They depend on no SSM output, and advance ``state.store`` to the segment's end. ``steps``: each
+        position's step in its episode.
+        """
+        t = emb.shape[1]
+        queries = self.query(emb).detach()
+        values, valid = [], []
+        for i in range(t):
+            state.store.reset(start[:, i])
+            got = state.store.read(queries[:, i], self.cfg.k)
+            values.append(got.values[:, 0])
+            valid.append(got.valid[:, 0])
+            state.store.write(
+                emb[:, i],
+                emb[:, i],
+                steps[:, i],
+                steps[:, i],
+                None if surprise is None else surprise[:, i],
+            )
+        return torch.stack(values, 1), torch.stack(valid, 1)
 
     # --- shared by both paths ---------------------------------------------------------------------
     def _ssm_input(self, emb: Tensor, retrieved: tuple[Tensor, Tensor] | None) -> Tensor:
