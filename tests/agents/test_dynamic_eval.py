@@ -48,9 +48,10 @@ class RepeatedPattern(gymnasium.Env):
         return obs, 0.0, False, self.t >= self.length, {}
 
 
-def make_agent() -> DevelopmentalAgent:
+def make_agent(memory: str = "window") -> DevelopmentalAgent:
     cfg = OmegaConf.structured(DevelopmentalConfig(n_steps=16, batch_size=32, shield_tau=1.0))
     cfg.core.window = 4
+    cfg.memory.variant = memory
     env = gymnasium.vector.SyncVectorEnv([RepeatedPattern])
     return DevelopmentalAgent(cfg, env, seed=0, device="cpu", writer=None)
 
@@ -168,3 +169,9 @@ def test_dynamic_eval_options_are_checked(tmp_path: Path, capsys) -> None:
         agent = make_agent()
         agent.wm = None
         DynamicEvalPolicy(agent)
+
+
+def test_a_run_with_memory_is_refused_in_one_line() -> None:
+    """Dynamic evaluation builds its own windows, without memory tokens: it must not evaluate a model that needs them."""
+    with pytest.raises(ConfigError, match="dynamic evaluation does not replay memory; this run has memory=hybrid"):
+        DynamicEvalPolicy(make_agent("hybrid"))
