@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 DEVICES = ("auto", "cpu", "cuda")
+MAX_STORE_GIB = 8  # retrieval stores above this are refused before allocation (a typo of capacity would OOM-kill the run)
 BACKENDS = ("auto", "gloo", "nccl")
 DISTRIBUTED_AGENTS = ("developmental", "ablation")  # SB3 trains in one process
 VECTORIZATIONS = ("auto", "twin", "sync")
@@ -250,6 +251,13 @@ def validate(cfg: Any) -> None:
         _choice("agent.memory.write", agent.memory.write, WRITE_MODES)
         for key in ("k", "capacity", "n_heads", "d_state", "chunk"):
             _positive(f"agent.memory.{key}", agent.memory[key])
+        if agent.memory.variant in ("retrieval", "hybrid"):  # the store is allocated whole, per env, at the start
+            gib = cfg.env.num_envs * agent.memory.capacity * (2 * agent.core.d_model + 4) * 4 / 2**30
+            if gib > MAX_STORE_GIB:
+                raise ConfigError(
+                    f"agent.memory.capacity={agent.memory.capacity} needs {gib:,.1f} GiB for {cfg.env.num_envs} envs' stores "
+                    f"(more than {MAX_STORE_GIB} GiB); lower agent.memory.capacity (eviction keeps the most surprising steps)."
+                )
         if agent.memory.write == "surprise" and "world_model" not in agent:
             raise ConfigError(
                 "agent.memory.write=surprise needs a world model (surprise is its prediction error); "
