@@ -12,6 +12,7 @@ Results go to ``bench/results/memory-<tag>.json`` (each run's results.json under
 
     python bench/memory.py                                   # delays 20, 200; every variant; 3 seeds
     python bench/memory.py --delays 20 200 1000 --steps 200000 --jobs 16 --tag h100host
+    python bench/memory.py --gym-id MiniGrid-MemoryS7-v0 --tag memorys7   # a public memory task (MiniGrid)
     python bench/memory.py --quick                           # a smoke run
 """
 
@@ -32,18 +33,20 @@ RESULTS = Path(__file__).parent / "results"
 VARIANTS = ["none", "window", "ssm", "retrieval", "hybrid", "recurrent_ppo"]
 
 
-def overrides(variant: str, delay: int, extra: list[str]) -> tuple[str, list[str]]:
+def overrides(variant: str, delay: int, extra: list[str], gym_id: str | None = None) -> tuple[str, list[str]]:
     """The agent and the overrides of one run (``recurrent_ppo`` is an agent, the rest are memories)."""
-    env = [f"env.kwargs.delay={delay}"]
+    env = [f"env.id={gym_id}"] if gym_id else [f"env.kwargs.delay={delay}"]
     if variant == "recurrent_ppo":
         return "recurrent_ppo", env
     return "developmental", [*env, f"memory={variant}", *extra]
 
 
 def figures(results: dict[str, Any]) -> dict[str, float]:
+    """Held-out success (an env with no held-out split, such as a plain Gymnasium id: its evaluation episodes)."""
+    split = "heldout" if "heldout" in results["eval"] else "train"
     return {
-        "heldout_argmax": results["eval"]["heldout"]["success"],
-        "heldout_sampled": results["eval_sampled"]["heldout"]["success"],
+        "heldout_argmax": results["eval"][split]["success"],
+        "heldout_sampled": results["eval_sampled"][split]["success"],
         "train_last100": results["training"]["last100_success_rate"],
         "env_steps_per_second": results["env_steps_per_second"],
     }
@@ -72,9 +75,18 @@ def print_table(table: dict[str, Any]) -> None:
     print(f"\n{'delay':>7} {'variant':<14}{'seeds':>6}" + "".join(f"{h:>22}" for h in heads))
     for delay, by_variant in table.items():
         for variant, s in by_variant.items():
-            cells = [cell(s[k], f) for k, f in (("heldout_argmax", "{:.2f}"), ("heldout_sampled", "{:.2f}"),
-                                                  ("train_last100", "{:.2f}"), ("env_steps_per_second", "{:,.0f}"))]
-            print(f"{delay:>7} {variant:<14}{s['heldout_argmax']['n']:>6}" + "".join(f"{c:>22}" for c in cells))
+            cells = [
+                cell(s[k], f)
+                for k, f in (
+                    ("heldout_argmax", "{:.2f}"),
+                    ("heldout_sampled", "{:.2f}"),
+                    ("train_last100", "{:.2f}"),
+                    ("env_steps_per_second", "{:,.0f}"),
+                )
+            ]
+            print(
+                f"{delay:>7} {variant:<14}{s['heldout_argmax']['n']:>6}" + "".join(f"{c:>22}" for c in cells)
+            )
     print("(success = the answer named the fact; median over seeds [min-max]; chance 0.25 with 4 facts)")
 
 
@@ -90,16 +102,38 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=100)
     p.add_argument("--device", default="cpu")
     p.add_argument("--tag", default="cpu")
-    p.add_argument("--override", action="append", default=[], help="extra override for the developmental runs")
+    p.add_argument(
+        "--override", action="append", default=[], help="extra override for the developmental runs"
+    )
     p.add_argument("--quick", action="store_true", help="1 seed, 2 variants, 2,048 steps, not saved")
-    p.add_argument("--from-runs", action="store_true", help="no training: tabulate memory-<tag>-runs/ (a cut-short sweep)")
+    p.add_argument(
+        "--from-runs",
+        action="store_true",
+        help="no training: tabulate memory-<tag>-runs/ (a cut-short sweep)",
+    )
+    p.add_argument(
+        "--gym-id",
+        default=None,
+        help="train on this Gymnasium id (env=gym) instead of Recall, e.g. MiniGrid-MemoryS7-v0",
+    )
     args = p.parse_args()
     if args.from_runs:
-        found = {f.stem: json.loads(f.read_text()) for f in sorted((RESULTS / f"memory-{args.tag}-runs").glob("*.json"))}
+        found = {
+            f.stem: json.loads(f.read_text())
+            for f in sorted((RESULTS / f"memory-{args.tag}-runs").glob("*.json"))
+        }
         print_table(summarize(found, args.delays, args.variants))
         return
+    if args.gym_id:  # one "delay": the env's own
+        args.delays = [0]
     if args.quick:
-        args.delays, args.variants, args.seeds, args.steps, args.eval_episodes = [5], ["window", "hybrid"], 1, 2048, 4
+        args.delays, args.variants, args.seeds, args.steps, args.eval_episodes = (
+            [5],
+            ["window", "hybrid"],
+            1,
+            2048,
+            4,
+        )
 
     root = Path(tempfile.mkdtemp(prefix="devlearn-memory-"))
     tasks = []
@@ -107,9 +141,16 @@ def main() -> None:
         for variant in args.variants:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 name = f"d{delay}-{variant}-{seed}"
-                agent, extra = overrides(variant, delay, args.override)
+                agent, extra = overrides(variant, delay, args.override, args.gym_id)
                 command = train_command(
-                    "recall", agent, seed, args.steps, root / name, args.device, args.eval_episodes, extra
+                    "gym" if args.gym_id else "recall",
+                    agent,
+                    seed,
+                    args.steps,
+                    root / name,
+                    args.device,
+                    args.eval_episodes,
+                    extra,
                 )
                 tasks.append((name, partial(run_train, name, command, root / name, args.threads)))
 
@@ -122,8 +163,11 @@ def main() -> None:
             (runs_dir / f"{o.name}.json").write_text(json.dumps(o.results, indent=1))
         if o.ok:
             f = figures(o.results)
-            print(f"{o.name}: held-out {f['heldout_argmax']:.2f} argmax / {f['heldout_sampled']:.2f} sampled, "
-                  f"{f['env_steps_per_second']:,.0f} steps/s, {o.wall_seconds:.0f} s", flush=True)
+            print(
+                f"{o.name}: held-out {f['heldout_argmax']:.2f} argmax / {f['heldout_sampled']:.2f} sampled, "
+                f"{f['env_steps_per_second']:,.0f} steps/s, {o.wall_seconds:.0f} s",
+                flush=True,
+            )
         else:
             print(f"{o.name}: FAILED (exit {o.returncode})\n{o.stderr_tail}", flush=True)
 
@@ -135,7 +179,7 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
         return
     out = {
-        "benchmark": "memory", "steps": args.steps, "seeds": args.seeds, "delays": args.delays,
+        "benchmark": "memory", "env": args.gym_id or "recall", "steps": args.steps, "seeds": args.seeds, "delays": args.delays,
         "overrides": args.override, "wall_seconds": round(time.time() - t0, 1),
         "machine": machine_facts(args.device), "versions": versions(), "table": table,
     }  # fmt: skip
