@@ -112,6 +112,21 @@ def test_text_env_logs_a_transcript(tmp_path):
     assert "INSTRUCTION" in transcript
 
 
+def test_transcript_shows_what_memory_retrieved(tmp_path):
+    """With a retrieval store, the Inbox transcript lists the steps each action read, step 0 (the instruction) among them."""
+    run(["train", "env=inbox", "memory=retrieval", "env.kwargs.num_emails=10", *TINY], tmp_path)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    events = EventAccumulator(str(run_dir / "tb"))
+    events.Reload()
+    transcript = events.Tensors("rollout/transcript/text_summary")[-1].tensor_proto.string_val[0].decode()
+    memory = transcript[transcript.index("MEMORY: the steps retrieved") :]
+    instruction = transcript.split("INSTRUCTION (step 0): ", 1)[1].split("\n", 1)[0]
+    blocks = memory.split("\nstep ")[1:]  # one per action: "t: ...\n    <- step s: what it saw then ..."
+    step_1 = next(b for b in blocks if b.startswith("1:")).strip("`\n").splitlines()[1:]
+    # the first action after the instruction can read nothing else, and reads it verbatim
+    assert [line.strip()[:70] for line in step_1] == [f"<- step 0: {' '.join(instruction.split())}"[:70]]
+
+
 def test_intrinsic_reward_without_world_model_is_refused(tmp_path):
     args = ["train", "agent.world_model_coef=0", "agent.intrinsic_coef=0.5", *TINY]
     out = run(args, tmp_path, check=False)

@@ -475,3 +475,13 @@ class DevelopmentalPolicy:
             action = agent.net.decide(C.acting_window(self.j), self.deterministic, self.gen).action
             C.act[:, self.j] = action
             return action.cpu().numpy()
+
+    def retrieved_steps(self) -> np.ndarray | None:
+        """``(E, k)``: the episode steps memory read for the latest action, best first (-1: empty slot).
+
+        None without a retrieval store (``memory=none|window|ssm``) or before the first call.
+        """
+        C = self.context
+        if C is None or C.memory is None or C.memory_state.last_read is None:
+            return None
+        return C.memory_state.last_read.cpu().numpy()

@@ -70,23 +70,53 @@ def record_episode(
         try:
             obs, _ = env.reset(seed=step)
             frames = [env.envs[0].render()]
+            seen = [first_observation(obs)]  # what the agent saw at each step, for the memory section
+            reads: list[tuple[int, list[int]]] = []  # (acting step, the steps memory retrieved for it)
             start = np.ones(env.num_envs, dtype=bool)
             finished = np.zeros(env.num_envs, dtype=bool)
-            for _ in range(max_steps):
-                obs, _, terminated, truncated, _ = env.step(policy(obs, start))
+            for t in range(max_steps):
+                action = policy(obs, start)
+                retrieved = getattr(policy, "retrieved_steps", lambda: None)()
+                if retrieved is not None:
+                    reads.append((t, [int(s) for s in retrieved[0] if s >= 0]))
+                obs, _, terminated, truncated, _ = env.step(action)
                 start[:] = False
                 finished |= terminated | truncated
                 frames.append(env.envs[0].render())
+                seen.append(first_observation(obs))
                 if finished.all():  # the next step would autoreset: the episode is over
                     break
         finally:
             env.close()
     if mode == "ansi":
-        writer.add_text(f"{tag}/transcript", "```\n" + str(frames[-1]) + "\n```", step)
+        text = str(frames[-1]) + (memory_section(reads, seen) if reads else "")
+        writer.add_text(f"{tag}/transcript", "```\n" + text + "\n```", step)
         return "transcript"
     fps = int(getattr(env.envs[0], "metadata", {}).get("render_fps", 4) or 4)
     add_gif(writer, f"{tag}/video", frames, step, fps)
     return "video"
+
+
+MEMORY_LINES = 10  # the transcript's memory section: the last this many actions
+
+
+def first_observation(obs: Any) -> str:
+    """Sub-env 0's observation as one line of text: bytes (Inbox's e-mail) decoded, anything else printed."""
+    x = obs[0] if not isinstance(obs, dict) else {k: v[0] for k, v in obs.items()}
+    if isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 1:
+        text = bytes(x).rstrip(b"\0").decode("utf-8", "replace")
+    else:
+        text = str(x)
+    return " ".join(text.split())
+
+
+def memory_section(reads: list[tuple[int, list[int]]], seen: list[str], width: int = 100) -> str:
+    """What the agent's retrieval store returned for its last ``MEMORY_LINES`` actions, with what it saw then."""
+    lines = ["", "", f"MEMORY: the steps retrieved for each of the last {min(len(reads), MEMORY_LINES)} actions"]
+    for t, steps in reads[-MEMORY_LINES:]:
+        lines.append(f"step {t}: " + ("nothing stored yet" if not steps else ""))
+        lines += [f"    <- step {s}: {seen[s][:width]}" for s in steps if s < len(seen)]
+    return "\n".join(lines)
 
 
 def add_gif(writer: SummaryWriter, tag: str, frames: list[np.ndarray], step: int, fps: int = 4) -> None:

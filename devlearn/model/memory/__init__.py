@@ -65,6 +65,8 @@ class MemoryState:
 
     def __init__(self, ssm: Tensor | None, store: RetrievalStore | None, t: Tensor) -> None:
         self.ssm, self.store, self.t = ssm, store, t
+        # the episode steps the latest ``Memory.step`` read from the store, best first: (E, k), -1 where empty
+        self.last_read: Tensor | None = None
         # what acting did since ``pop_stats`` (``Memory.step`` counts; ``sequence`` replays and does not)
         self.counts = torch.zeros(len(STATS), device=t.device)
 
@@ -177,6 +179,7 @@ class Memory(nn.Module):
         if self.uses_store:
             stored = state.store.write(emb, emb, state.t, state.t, surprise)
             valid = got.valid[:, 0]
+            state.last_read = torch.where(valid, got.steps[:, 0], -1)
             age = ((state.t[:, None] - got.steps[:, 0]) * valid).sum()
             state.counts += torch.stack(
                 [emb.new_tensor(len(emb)), stored.sum(), valid.any(-1).sum(), valid.sum(), age]
