@@ -14,8 +14,12 @@ and always costs extra steps. Which profiles are drawn is what separates the spl
 * ``train``: monotone profiles, ``straight`` (constant depth) or ``slope`` (non-decreasing or
   non-increasing along x, not constant);
 * ``heldout``: profiles with a ``notch`` (a run of one or two inner columns lower than both of
-  its neighbours) or a ``peninsula`` (a run higher than both). Both are non-monotone, so no
-  heldout layout can ever be a train layout, whatever the seed.
+  its neighbours) or a ``peninsula`` (a run higher than both), two thirds of the time; the other
+  third is a ``pit``: a training-like (monotone) cliff plus one lava cell on the floor row
+  between the start and the cliff or between the cliff and the goal, where the straight route
+  that training rewards walks. Training layouts never have lava off the cliff, so a policy that
+  memorised its route walks into the pit; one that reads what lava does steps around it (a
+  detour one cell up is always free). No heldout layout can ever be a train layout, whatever the seed.
 """
 
 from __future__ import annotations
@@ -66,8 +70,9 @@ class CliffLayout:
     start: tuple[int, int]
     start_dir: int
     goal: tuple[int, int]
-    shape: str  # "straight" | "slope" (train), "notch" | "peninsula" (heldout)
+    shape: str  # "straight" | "slope" (train), "notch" | "peninsula" | "pit" (heldout)
     profile: tuple[int, ...]  # lava depth per cliff column, read left to right in the final grid
+    pit: tuple[int, int] | None = None  # the lone lava cell off the cliff ("pit" layouts only)
 
 
 def check_split(split: Any) -> str:
@@ -107,13 +112,19 @@ def _profile(rng: np.random.Generator, split: str, n: int) -> tuple[str, list[in
 def generate_layout(rng: np.random.Generator, split: str) -> CliffLayout:
     """Draw one layout of ``split`` from ``rng`` (the only source of randomness; see the module docstring)."""
     check_split(split)
-    n = int(rng.integers(MIN_CLIFF_COLS, MAX_CLIFF_COLS + 1))
+    pit = split == "heldout" and rng.integers(3) == 0  # a third of the held-out layouts
+    # a pit needs room on one side: a cliff of at most 4 columns always leaves it (see _pit)
+    n = int(rng.integers(MIN_CLIFF_COLS, (4 if pit else MAX_CLIFF_COLS) + 1))
     # Cliff columns c0..c1, leaving a free column on each side for the detour: c0 - 2 >= 1, c1 + 2 <= WIDTH - 2.
     c0 = int(rng.integers(3, WIDTH - 3 - n + 1))
     c1 = c0 + n - 1
-    shape, depths = _profile(rng, split, n)
-    start_x = int(rng.integers(1, c0))
-    goal_x = int(rng.integers(c1 + 1, WIDTH - 1))
+    shape, depths = _profile(rng, "train" if pit else split, n)
+    if pit:
+        shape = "pit"
+        start_x, goal_x, pit_x = _pit(rng, c0, c1)
+    else:
+        start_x = int(rng.integers(1, c0))
+        goal_x = int(rng.integers(c1 + 1, WIDTH - 1))
     start_dir = int(rng.integers(0, 4))
     flip_x, flip_y = bool(rng.integers(2)), bool(rng.integers(2))
 
@@ -121,13 +132,36 @@ def generate_layout(rng: np.random.Generator, split: str) -> CliffLayout:
     for j, depth in enumerate(depths):
         lava[HEIGHT - 1 - depth : HEIGHT - 1, c0 + j] = True
     start, goal = (start_x, HEIGHT - 2), (goal_x, HEIGHT - 2)
+    hole = (pit_x, HEIGHT - 2) if pit else None
+    if hole is not None:
+        lava[hole[1], hole[0]] = True
     if flip_x:
         lava, depths = lava[:, ::-1], depths[::-1]
         start, goal = (WIDTH - 1 - start[0], start[1]), (WIDTH - 1 - goal[0], goal[1])
+        hole = None if hole is None else (WIDTH - 1 - hole[0], hole[1])
     if flip_y:  # the cliff then hangs from the top wall; its profile is unchanged
         lava = lava[::-1]
         start, goal = (start[0], HEIGHT - 1 - start[1]), (goal[0], HEIGHT - 1 - goal[1])
-    return CliffLayout(np.ascontiguousarray(lava), start, start_dir, goal, shape, tuple(depths))
+        hole = None if hole is None else (hole[0], HEIGHT - 1 - hole[1])
+    return CliffLayout(np.ascontiguousarray(lava), start, start_dir, goal, shape, tuple(depths), hole)
+
+
+def _pit(rng: np.random.Generator, c0: int, c1: int) -> tuple[int, int, int]:
+    """Start, goal and pit columns of a ``pit`` layout: the pit on the floor between start and cliff (or cliff and goal).
+
+    It keeps a free column next to the cliff (``c0 - 1``, ``c1 + 1``), so the cliff's own detour is
+    unchanged, and never stands on the start or goal. Start side: needs ``c0 >= 4``; goal side:
+    ``c1 <= WIDTH - 5``; a cliff of 3 or 4 columns placed where ``generate_layout`` places it has one.
+    """
+    sides = [side for side, ok in (("start", c0 >= 4), ("goal", c1 <= WIDTH - 5)) if ok]
+    side = sides[int(rng.integers(len(sides)))]
+    if side == "start":
+        start_x = int(rng.integers(1, c0 - 2))  # <= c0 - 3
+        pit_x = int(rng.integers(start_x + 1, c0 - 1))  # start_x + 1 .. c0 - 2
+        return start_x, int(rng.integers(c1 + 1, WIDTH - 1)), pit_x
+    goal_x = int(rng.integers(c1 + 3, WIDTH - 1))
+    pit_x = int(rng.integers(c1 + 2, goal_x))  # c1 + 2 .. goal_x - 1
+    return int(rng.integers(1, c0)), goal_x, pit_x
 
 
 def encode_layout(layout: CliffLayout) -> np.ndarray:

@@ -87,6 +87,14 @@ def plan(layout: CliffLayout, pos: tuple[int, int], heading: int, targets: np.nd
     raise AssertionError("no plan found")
 
 
+def cliff_of(layout: CliffLayout) -> np.ndarray:
+    """The layout's lava without its pit (if it has one)."""
+    lava = layout.lava.copy()
+    if layout.pit is not None:
+        lava[layout.pit[1], layout.pit[0]] = False
+    return lava
+
+
 def profile_of(lava: np.ndarray) -> list[int]:
     """Lava depth per cliff column, read off the grid alone (left to right)."""
     depths = lava.sum(axis=0)
@@ -335,21 +343,42 @@ def test_splits_are_disjoint_by_shape():
         assert list(layout.profile) == profile and is_monotone(profile)
         assert layout.shape in ("straight", "slope")
     for layout in heldout:
-        profile = profile_of(layout.lava)
-        assert list(layout.profile) == profile and not is_monotone(profile)
-        assert layout.shape in ("notch", "peninsula") and has_run_beyond_neighbours(profile, layout.shape)
+        cliff = cliff_of(layout)
+        profile = profile_of(cliff)
+        assert list(layout.profile) == profile
+        if layout.shape == "pit":  # a training-like cliff, plus lava where training never has any
+            assert is_monotone(profile)
+        else:
+            assert layout.shape in ("notch", "peninsula") and not is_monotone(profile)
+            assert has_run_beyond_neighbours(profile, layout.shape) and layout.pit is None
+    assert len({layout.shape for layout in train}) == 2 and len({layout.shape for layout in heldout}) == 3
     for group in (train, heldout):
-        assert len({layout.shape for layout in group}) == 2
         assert len({(layout.start, layout.goal) for layout in group}) > 20  # start and goal vary
         # One cliff: each column's lava is a contiguous run touching the top or the bottom wall.
         for layout in group:
-            for x in np.flatnonzero(layout.lava.any(axis=0)):
-                rows = np.flatnonzero(layout.lava[:, x])
+            for x in np.flatnonzero(cliff_of(layout).any(axis=0)):
+                rows = np.flatnonzero(cliff_of(layout)[:, x])
                 assert rows[-1] - rows[0] + 1 == len(rows) and (rows[0] == 1 or rows[-1] == HEIGHT - 2)
     train_grids = {encode_layout(layout).tobytes() for layout in train}
     heldout_grids = {encode_layout(layout).tobytes() for layout in heldout}
     assert not train_grids & heldout_grids
     assert len(train_grids) > 200 and len(heldout_grids) > 200
+
+
+def test_a_heldout_pit_sits_on_the_floor_route_with_a_way_round():
+    """The pit is the one lava cell off the cliff: on the start and goal row, between them, a free column from the cliff."""
+    pits = [layout for layout in layouts("heldout", count=600, seed=2) if layout.shape == "pit"]
+    assert len(pits) > 120
+    for layout in pits:
+        (px, py), (sx, sy), (gx, gy) = layout.pit, layout.start, layout.goal
+        assert layout.lava[py, px] and py == sy == gy and min(sx, gx) < px < max(sx, gx)
+        cliff_columns = np.flatnonzero(cliff_of(layout).any(axis=0))
+        assert min(abs(px - c) for c in cliff_columns) >= 2  # never part of the cliff, nor its neighbour
+        above = py - 1 if py == HEIGHT - 2 else py + 1  # the row away from the wall the floor lies on
+        assert not layout.lava[above, px - 1 : px + 2].any()  # the way round, one cell up, is free
+    # in training, no lava ever stands apart from the cliff
+    for layout in layouts("train"):
+        assert layout.pit is None and (cliff_of(layout) == layout.lava).all()
 
 
 # --- errors ------------------------------------------------------------------------------------
