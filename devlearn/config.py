@@ -118,8 +118,8 @@ class AblationConfig(PPOConfig):
     name: str = "ablation"
     n_steps: int = 64
     weight_decay: float = 0.0  # AdamW decay of the weight matrices (devlearn/train/optim.py)
-    # intrinsic=novelty: a state is the SimHash of its centred encoding, this many sign bits. 63, not 32: on 451
-    # distinct CliffEdge views 32 bits gave 180-377 keys over the first 5k steps, 63 bits 354-444
+    # intrinsic=novelty: a state is the SimHash of its centred encoding, this many sign bits. 63, not 32: over 8k
+    # training steps on CliffEdge, a new state's key collided with a seen one on 4.2% of steps at 32 bits, 0.6% at 63
     novelty_bits: int = 63
     core: CoreConfig = field(default_factory=CoreConfig)
     # memory=none|window|ssm|retrieval|hybrid (configs/memory/): what the core sees beyond its window
