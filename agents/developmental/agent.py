@@ -71,7 +71,9 @@ class DevelopmentalAgent:
                 f"the developmental agent needs a Discrete action space, got {act_space}; "
                 "use agent=ppo for other action spaces."
             )
-        self.intrinsic = cfg.intrinsic if cfg.intrinsic_coef > 0 else "none"
+        # A run from before agent.intrinsic existed (devlearn eval of an old run): intrinsic_coef alone meant surprise.
+        self.intrinsic_coef = float(getattr(cfg, "intrinsic_coef", 0.0))
+        self.intrinsic = getattr(cfg, "intrinsic", "surprise") if self.intrinsic_coef > 0 else "none"
         if self.intrinsic == "surprise" and getattr(cfg, "world_model_coef", 0.0) <= 0:
             raise ConfigError(
                 "agent.intrinsic=surprise with agent.intrinsic_coef > 0 needs agent.world_model_coef > 0 "
@@ -84,7 +86,6 @@ class DevelopmentalAgent:
         self.net = DevelopmentalNet(env.single_observation_space, act_space, cfg).to(self.device)
         self.wm = self.net.world_model
         self.world_model_coef = float(getattr(cfg, "world_model_coef", 0.0))
-        self.intrinsic_coef = float(cfg.intrinsic_coef)
         self.optimizer = build_optimizer(self.net, cfg.learning_rate, cfg.weight_decay)
         self.params = trainable(self.optimizer)  # not the EMA target
         self.schedule = schedule if schedule is not None else ScheduleConfig()

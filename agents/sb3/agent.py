@@ -93,7 +93,8 @@ class SB3Agent:
         algo, policy = ALGORITHMS[algorithm]
         self.algorithm = algorithm
         self.venv = SB3VecEnv(env)
-        if cfg.intrinsic == "novelty" and cfg.intrinsic_coef > 0:  # validate() refuses surprise: no world model
+        # validate() refuses surprise (no world model); a run from before agent.intrinsic has neither key
+        if getattr(cfg, "intrinsic", "none") == "novelty" and getattr(cfg, "intrinsic_coef", 0.0) > 0:
             self.venv = NoveltyBonus(self.venv, cfg.intrinsic_coef)
         self.venv.seed(seed)
         self.rollbacks = 0

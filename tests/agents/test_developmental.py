@@ -485,6 +485,16 @@ def test_novelty_bonus_reaches_gae_and_not_the_episode_returns(tmp_path, monkeyp
     assert all(0 < e["return"] <= 1 for e in finished if e["success"])
 
 
+@pytest.mark.parametrize("name", ["developmental", "ablation", "ppo"])
+def test_a_run_from_before_agent_intrinsic_still_builds(tmp_path, name) -> None:
+    """``devlearn eval`` rebuilds an agent from the run's stored config, which may predate ``agent.intrinsic``."""
+    old = OmegaConf.to_container(OmegaConf.structured(AGENT_SCHEMAS[name](n_steps=32, batch_size=64)))
+    for key in ("intrinsic", "novelty_bits") + (("intrinsic_coef",) if name != "developmental" else ()):
+        old.pop(key, None)  # the ablation and SB3 had no intrinsic_coef; the developmental agent had it alone
+    agent, _, _ = build(tmp_path, OmegaConf.create(old))
+    assert getattr(agent, "intrinsic", "none") == "none"
+
+
 def test_policy_step_does_not_shrink_when_the_world_model_weight_grows(tmp_path) -> None:
     """PPO and world-model gradients are clipped apart: the world-model loss scale cannot shrink the policy's update."""
     kl = {}
