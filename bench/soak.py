@@ -59,6 +59,7 @@ FUZZ = {
     "agent.core.window": ["0"],
     "agent.world_model.k": ["0"],
     "agent.intrinsic_coef": ["-1"],
+    "agent.intrinsic": ["novelyt"],
     "env.num_envs": ["0", "-4", "many"],
     "env.vectorization": ["gpu"],
     "env.kwargs.slip": ["2", "-0.5", "slippy"],

@@ -127,8 +127,8 @@ def test_transcript_shows_what_memory_retrieved(tmp_path):
     assert [line.strip()[:70] for line in step_1] == [f"<- step 0: {' '.join(instruction.split())}"[:70]]
 
 
-def test_intrinsic_reward_without_world_model_is_refused(tmp_path):
-    args = ["train", "agent.world_model_coef=0", "agent.intrinsic_coef=0.5", *TINY]
+def test_intrinsic_surprise_without_world_model_is_refused(tmp_path):
+    args = ["train", "agent.world_model_coef=0", "agent.intrinsic=surprise", "agent.intrinsic_coef=0.5", *TINY]
     out = run(args, tmp_path, check=False)
     assert out.returncode == 2 and "intrinsic_coef > 0 needs agent.world_model_coef > 0" in out.stderr
 
@@ -137,7 +137,8 @@ def test_intrinsic_reward_without_world_model_is_refused(tmp_path):
     "args, message",
     [
         (["agent=ppo", "agent.shield_tau=0.1"], "Unknown config key 'agent.shield_tau' for agent=ppo (it belongs to agent=developmental)"),
-        (["agent=ablation", "agent.intrinsic_coef=0.5"], "Unknown config key 'agent.intrinsic_coef' for agent=ablation"),
+        (["agent=ablation", "agent.shield_tau=0.5"], "Unknown config key 'agent.shield_tau' for agent=ablation"),
+        (["agent=ppo", "agent.novelty_bits=16"], "Unknown config key 'agent.novelty_bits' for agent=ppo"),
         (["agent=ablation", "agent.world_model.k=2"], "Allowed keys here: agent.batch_size"),
         (["-m", "agent=developmental,ppo", "agent.core.window=2"], "for agent=ppo (it belongs to agent=developmental / agent=ablation)"),
         (["agent=ppx"], "agent='ppx' is not allowed. Did you mean 'ppo'?"),

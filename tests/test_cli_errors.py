@@ -74,6 +74,11 @@ def assert_one_line(out, message):
         (["memory=hybrid", "agent.memory.k=0"], "agent.memory.k=0 must be > 0."),
         (["memory=hybrid", "agent.memory.capacity=1000000000"], "agent.memory.capacity=1000000000 needs"),
         (["agent=ablation", "agent.memory.write=surprise"], "agent.memory.write=surprise needs a world model"),
+        (["agent.intrinsic=novelyt"], "agent.intrinsic='novelyt' is not allowed. Did you mean 'novelty'? Allowed values: none, novelty, surprise."),
+        (["agent=ppo", "agent.intrinsic=surprise", "agent.intrinsic_coef=0.1"], "agent.intrinsic=surprise needs a world model"),
+        (["agent=ablation", "agent.intrinsic=surprise", "agent.intrinsic_coef=0.1"], "agent.intrinsic=surprise needs a world model"),
+        (["agent.intrinsic_coef=-1"], "agent.intrinsic_coef=-1.0 must be >= 0."),
+        (["agent.novelty_bits=64"], "agent.novelty_bits=64 must be in 1..63"),
     ],
 )
 def test_refusals_are_one_line_and_leave_no_folder(tmp_path, args, message):

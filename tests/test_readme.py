@@ -206,7 +206,7 @@ def test_every_tensorboard_tag_is_documented(tmp_path, agent):
     """Every tag a run writes (scalars, images, text) is named in README's "Reading TensorBoard"."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    extra = ["agent.world_model.k=2", "memory=hybrid"] if agent == "developmental" else []
+    extra = ["agent.world_model.k=2", "memory=hybrid", "agent.intrinsic_coef=0.05"] if agent == "developmental" else []
     args = [f"agent={agent}", *extra, *shrink([])]
     out = subprocess.run([str(BIN / "devlearn"), "train", *args], cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -218,6 +218,7 @@ def test_every_tensorboard_tag_is_documented(tmp_path, agent):
     assert "eval_sampled/heldout/return" in tags and "rollout/video" in tags and "config" in tags
     if agent == "developmental":
         assert {"world_model/latent_k2", "world_model/predicted_vs_actual", "shield/fire_rate", "memory/hit_rate"} <= tags
+        assert "rollout/novelty_rate" in tags
     section = tensorboard_section()
     missing = sorted(t for t in tags if not documented(t, section))
     assert not missing, f"tags written but not documented in README: {missing}"

@@ -41,6 +41,7 @@ from devlearn.errors import ConfigError
 from devlearn.logging.grid_image import write_predicted_vs_actual
 from devlearn.logging.runlog import RunLog
 from devlearn.model.context import SequenceContext, Window, to_device, tree_map
+from devlearn.model.novelty import EpisodicNovelty, SimHash
 from devlearn.train import checkpoint, distributed
 from devlearn.train.optim import build_optimizer, trainable
 from devlearn.train.schedules import ScheduleConfig, apply_schedule
@@ -70,9 +71,13 @@ class DevelopmentalAgent:
                 f"the developmental agent needs a Discrete action space, got {act_space}; "
                 "use agent=ppo for other action spaces."
             )
-        if getattr(cfg, "intrinsic_coef", 0) > 0 and cfg.world_model_coef <= 0:
+        # A run from before agent.intrinsic existed (devlearn eval of an old run): intrinsic_coef alone meant surprise.
+        self.intrinsic_coef = float(getattr(cfg, "intrinsic_coef", 0.0))
+        self.intrinsic = getattr(cfg, "intrinsic", "surprise") if self.intrinsic_coef > 0 else "none"
+        if self.intrinsic == "surprise" and getattr(cfg, "world_model_coef", 0.0) <= 0:
             raise ConfigError(
-                "agent.intrinsic_coef > 0 needs agent.world_model_coef > 0 (surprise comes from the world model)."
+                "agent.intrinsic=surprise with agent.intrinsic_coef > 0 needs agent.world_model_coef > 0 "
+                "(surprise comes from the world model). Use agent.intrinsic=novelty, or set agent.world_model_coef."
             )
         self.cfg, self.env, self.seed, self.writer = cfg, env, int(seed), writer
         self.device = torch.device(device)
@@ -81,7 +86,6 @@ class DevelopmentalAgent:
         self.net = DevelopmentalNet(env.single_observation_space, act_space, cfg).to(self.device)
         self.wm = self.net.world_model
         self.world_model_coef = float(getattr(cfg, "world_model_coef", 0.0))
-        self.intrinsic_coef = float(getattr(cfg, "intrinsic_coef", 0.0))
         self.optimizer = build_optimizer(self.net, cfg.learning_rate, cfg.weight_decay)
         self.params = trainable(self.optimizer)  # not the EMA target
         self.schedule = schedule if schedule is not None else ScheduleConfig()
@@ -92,6 +96,10 @@ class DevelopmentalAgent:
         self.context = self.new_context(self.num_envs, cfg.n_steps)
         self.rollout = RolloutBuffer(self.context, int(act_space.n))
         self.monitor = ShieldMonitor()
+        self.novelty: EpisodicNovelty | None = None
+        if self.intrinsic == "novelty":  # states are SimHashes of the core encoder's o_t (the world model's latent)
+            self.simhash = SimHash(cfg.core.d_model, cfg.novelty_bits, self.seed, self.device)
+            self.novelty = EpisodicNovelty(self.num_envs)
         self.num_timesteps = self.updates = self.rollbacks = self.rollouts = 0
         self._started = False
         self._after_done = np.zeros(self.num_envs, dtype=bool)  # the next step of a sub-env only resets
@@ -142,6 +150,9 @@ class DevelopmentalAgent:
             obs, _ = self.env.reset(seed=self.seed + self.num_timesteps)
             with torch.inference_mode():
                 self.context.begin(to_device(obs, self.device), self.net.core.encoder)
+            if self.novelty is not None:  # every episode starts here: its first state is seen, and earns nothing
+                self._center_novelty()
+                self.novelty.bonus(self._novelty_keys(self.context.first), np.ones(self.num_envs, dtype=bool))
             self.rollout.begin()
             self._after_done[:] = False
             self._stats = EpisodeStats(self.num_envs)
@@ -161,6 +172,8 @@ class DevelopmentalAgent:
                     next_checkpoint = step + checkpoint_every
             log.scalars({"train/rollbacks": self.rollbacks}, step)
             log.rollout_end(step)
+            if self.novelty is not None:
+                self._center_novelty()  # the encoder changed
             self.rollout.carry_over()
         self.save(run_dir)
 
@@ -199,6 +212,12 @@ class DevelopmentalAgent:
                 if self.surprise_writes:
                     C.surprise[:, j + 1] = self._acting_surprise(j, obs, flags)
                 C.put(j + 1, obs, flags[4] == 0, encoder)
+                if self.novelty is not None:
+                    # The bonus belongs to the transition's next state: r_j += coef x novelty(o_{j+1}), 1 on
+                    # o_{j+1}'s first visit in its episode. After a step that was not real, o_{j+1} begins a
+                    # new episode: its set is cleared and o_{j+1} recorded, but no action reached it, so no bonus.
+                    new = self.novelty.bonus(self._novelty_keys(j + 1), ~real)
+                    R.novelty[:, j] = torch.as_tensor(new * real).to(self.device)
                 self._after_done = done
                 self.num_timesteps += self.num_envs * distributed.world_size()  # all ranks' env steps
             self._last_value = net.decide(C.acting_window(C.length - 1), True, self.gen).value
@@ -210,7 +229,26 @@ class DevelopmentalAgent:
             )
         if C.memory is not None:
             logs.update(C.memory_state.pop_stats())
+        if self.novelty is not None:  # the share of real steps that reached a state new to their episode
+            s = R.segment()
+            real = R.real[:, s]
+            logs["rollout/novelty_rate"] = float(R.novelty[:, s][real].mean()) if real.any() else 0.0
         return finished, logs
+
+    def _novelty_keys(self, j: int) -> Tensor:
+        """Each env's state at position ``j``: the SimHash of its encoding o_j, centred (``_center_novelty``)."""
+        return self.simhash(self.context.enc[:, j] - self._novelty_center)
+
+    def _center_novelty(self) -> None:
+        """The mean encoding of the stored observations under the current encoder, which keys are taken from.
+
+        Encodings of different observations share most of their direction (mean cosine 0.8 on CliffEdge): hashed
+        from the origin, hundreds of distinct views fall on a few dozen keys; from their mean they spread.
+        """
+        C = self.context
+        index = C.flat(C.episode >= 0).nonzero().squeeze(1)
+        with torch.inference_mode():
+            self._novelty_center = self.net.core.encoder(C.gather_obs(index)).mean(0)
 
     def _acting_surprise(self, j: int, next_obs: Any, flags: Tensor) -> Tensor:
         """Surprise of o_{j+1} under the world model that acted (``memory.write=surprise`` gates the store on it).
@@ -274,9 +312,11 @@ class DevelopmentalAgent:
         if len(index) == 0:  # every sub-env spent the whole rollout resetting: nothing to learn from
             return {}
         env, j = index // C.n_steps, C.first + index % C.n_steps
-        reward = R.reward[:, s].clone()
+        reward = R.reward[:, s].clone()  # the env's: the world model's reward head and the episode returns see only it
         surprise_mean = None
-        if self.intrinsic_coef > 0:
+        if self.intrinsic == "novelty":
+            reward += self.intrinsic_coef * R.novelty[:, s]  # zero on transitions that were not real
+        elif self.intrinsic == "surprise":
             surprise = self._surprise(env, j)
             reward.view(-1)[index] += self.intrinsic_coef * surprise
             surprise_mean = surprise.mean()

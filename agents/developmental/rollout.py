@@ -35,6 +35,7 @@ class RolloutBuffer:
         self.allowed = torch.ones(*lead, n_actions, dtype=torch.bool, device=dev)  # the shield's verdict
         self.danger = torch.zeros(*lead, n_actions, device=dev)  # predicted catastrophe prob per action
         self.vetoed = torch.zeros(lead, dtype=torch.bool, device=dev)  # the policy's own choice was masked
+        self.novelty = torch.zeros(lead, device=dev)  # 1: the step reached a state new to its episode (intrinsic=novelty)
 
     def begin(self) -> None:
         """At a reset: nothing before the first observation is a real transition."""

@@ -19,7 +19,7 @@ from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch.utils.tensorboard import SummaryWriter
 
-from devlearn.agents.sb3.vec import SB3VecEnv
+from devlearn.agents.sb3.vec import NoveltyBonus, SB3VecEnv
 from devlearn.logging.runlog import RunLog
 from devlearn.train import checkpoint
 
@@ -93,6 +93,9 @@ class SB3Agent:
         algo, policy = ALGORITHMS[algorithm]
         self.algorithm = algorithm
         self.venv = SB3VecEnv(env)
+        # validate() refuses surprise (no world model); a run from before agent.intrinsic has neither key
+        if getattr(cfg, "intrinsic", "none") == "novelty" and getattr(cfg, "intrinsic_coef", 0.0) > 0:
+            self.venv = NoveltyBonus(self.venv, cfg.intrinsic_coef)
         self.venv.seed(seed)
         self.rollbacks = 0
         # The run's counters ride in the checkpoint: train() sets ``runlog``; ``load`` leaves them in ``restored_log``.

@@ -19,9 +19,10 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 from gymnasium.wrappers import FilterObservation, FlattenObservation
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvWrapper
 
 from devlearn.envs.vector.episodes import EpisodeStats
+from devlearn.model.novelty import EpisodicNovelty, byte_keys
 
 
 def sb3_observation_wrappers(space: gymnasium.spaces.Space) -> list[Callable[[gymnasium.Env], gymnasium.Env]]:
@@ -116,3 +117,43 @@ class SB3VecEnv(VecEnv):
         if indices is None:
             return range(self.num_envs)
         return [indices] if isinstance(indices, int) else indices
+
+
+class NoveltyBonus(VecEnvWrapper):
+    """Adds ``coef`` x episodic novelty of the next observation to SB3's rewards (``agent.intrinsic=novelty``).
+
+    A state is its observation's raw bytes (``byte_keys``: SB3's baselines have no latent). The bonus of a
+    step is that of the state it reached: the new observation, or ``info["terminal_observation"]`` when the
+    episode ended (the returned observation then begins the next episode, which earns nothing). ``info``,
+    and with it Monitor's ``info["episode"]`` return, stays the env's: only the learner's rewards change.
+    """
+
+    def __init__(self, venv: VecEnv, coef: float) -> None:
+        super().__init__(venv)
+        self.coef = float(coef)
+        self.novelty = EpisodicNovelty(self.num_envs)
+
+    def reset(self):
+        obs = self.venv.reset()
+        self.novelty.bonus(byte_keys(obs, self.num_envs), np.ones(self.num_envs, dtype=bool))
+        return obs
+
+    def step_wait(self):
+        obs, reward, done, infos = self.venv.step_wait()
+        reached = obs
+        if done.any():  # the state each finished episode ended in, in place of the next episode's first
+            reached = deepcopy(obs)
+            for i in np.flatnonzero(done):
+                _assign(reached, i, infos[i]["terminal_observation"])
+        bonus = self.novelty.bonus(byte_keys(reached, self.num_envs), np.zeros(self.num_envs, dtype=bool))
+        if done.any():  # the new episodes begin: their first observations are seen, and earn nothing
+            self.novelty.bonus(byte_keys(obs, self.num_envs), done)
+        return obs, (reward + self.coef * bonus).astype(np.float32), done, infos
+
+
+def _assign(obs: Any, i: int, value: Any) -> None:
+    if isinstance(obs, dict):
+        for k in obs:
+            _assign(obs[k], i, value[k])
+    else:
+        obs[i] = value

@@ -429,7 +429,7 @@ def test_surprise_becomes_an_intrinsic_reward(tmp_path, monkeypatch) -> None:
         return gae(reward, *args, **kwargs)
 
     monkeypatch.setattr(agent_module, "gae", recording_gae)
-    agent, log, _ = build(tmp_path, config(intrinsic_coef=0.5))
+    agent, log, _ = build(tmp_path, config(intrinsic="surprise", intrinsic_coef=0.5))
     agent.learn(256, log, tmp_path, checkpoint_every=10**6)
     surprise = log.values["world_model/intrinsic_surprise_mean"]
     assert surprise and all(s > 0 for s in surprise)  # an untrained model is surprised
@@ -440,11 +440,59 @@ def test_surprise_becomes_an_intrinsic_reward(tmp_path, monkeypatch) -> None:
     plain, plain_log, _ = build(tmp_path / "plain", config())
     plain.learn(256, plain_log, tmp_path / "plain", checkpoint_every=10**6)
     assert "world_model/intrinsic_surprise_mean" not in plain_log.values
+    assert "rollout/novelty_rate" not in plain_log.values  # intrinsic_coef=0: no bonus, whatever the kind
 
 
-def test_intrinsic_reward_needs_the_world_model(tmp_path) -> None:
+def test_intrinsic_surprise_needs_the_world_model(tmp_path) -> None:
     with pytest.raises(Exception, match="intrinsic_coef > 0 needs agent.world_model_coef > 0"):
-        build(tmp_path, config(world_model_coef=0.0, intrinsic_coef=0.5))
+        build(tmp_path, config(world_model_coef=0.0, intrinsic="surprise", intrinsic_coef=0.5))
+
+
+@pytest.mark.parametrize("name", ["developmental", "ablation"])
+def test_novelty_bonus_reaches_gae_and_not_the_episode_returns(tmp_path, monkeypatch, name) -> None:
+    """intrinsic=novelty: GAE sees the env's reward + coef on each step that reached a state new to its episode
+    (its SimHash key not yet in the env's set), never on a reset; the logged episode returns stay the env's."""
+    import devlearn.agents.developmental.agent as agent_module
+
+    seen = []
+
+    def recording_gae(reward, *args, **kwargs):
+        s = agent.rollout.segment()
+        seen.append((reward.clone(), agent.rollout.reward[:, s].clone(), agent.rollout.real[:, s].clone()))
+        return gae(reward, *args, **kwargs)
+
+    monkeypatch.setattr(agent_module, "gae", recording_gae)
+    cfg = config(name, intrinsic_coef=0.25) if name == "ablation" else config(intrinsic_coef=0.25, world_model_coef=0.0)
+    agent, log, _ = build(tmp_path, cfg)
+    finished, episodes = [], agent_module.RunLog.episodes
+
+    def recording_episodes(self, done):
+        finished.extend(done)
+        return episodes(self, done)
+
+    monkeypatch.setattr(agent_module.RunLog, "episodes", recording_episodes)
+    agent.learn(1024, log, tmp_path, checkpoint_every=10**6)
+    rates = log.values["rollout/novelty_rate"]
+    assert len(rates) == len(seen) == 8 and all(0 < r < 1 for r in rates), rates  # revisits happen: not all new
+    for (used, env_reward, real), rate in zip(seen, rates, strict=True):
+        bonus = used - env_reward
+        assert set(bonus.unique().tolist()) <= {0.0, 0.25} and (bonus[~real] == 0).all()
+        assert (bonus[real] > 0).float().mean().item() == pytest.approx(rate)
+    # CliffEdge pays 0 unless the goal is reached (then at most 1): a logged return holding the bonus (0.25 for
+    # each new state) would be positive without success
+    assert len(finished) > 5
+    assert all(e["return"] == 0.0 for e in finished if not e["success"])
+    assert all(0 < e["return"] <= 1 for e in finished if e["success"])
+
+
+@pytest.mark.parametrize("name", ["developmental", "ablation", "ppo"])
+def test_a_run_from_before_agent_intrinsic_still_builds(tmp_path, name) -> None:
+    """``devlearn eval`` rebuilds an agent from the run's stored config, which may predate ``agent.intrinsic``."""
+    old = OmegaConf.to_container(OmegaConf.structured(AGENT_SCHEMAS[name](n_steps=32, batch_size=64)))
+    for key in ("intrinsic", "novelty_bits") + (("intrinsic_coef",) if name != "developmental" else ()):
+        old.pop(key, None)  # the ablation and SB3 had no intrinsic_coef; the developmental agent had it alone
+    agent, _, _ = build(tmp_path, OmegaConf.create(old))
+    assert getattr(agent, "intrinsic", "none") == "none"
 
 
 def test_policy_step_does_not_shrink_when_the_world_model_weight_grows(tmp_path) -> None:
