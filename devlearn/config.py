@@ -269,6 +269,10 @@ def validate(cfg: Any) -> None:
             raise ConfigError(
                 f"agent.world_model.batch_fraction={agent.world_model.batch_fraction!r} must be in (0, 1]."
             )
+        if agent.world_model.exact_sample < 0:
+            raise ConfigError(
+                f"agent.world_model.exact_sample={agent.world_model.exact_sample!r} must be >= 0 (0: every token)."
+            )
         for key in ("world_model_coef", "intrinsic_coef"):
             if agent[key] < 0:
                 raise ConfigError(f"agent.{key}={agent[key]!r} must be >= 0.")

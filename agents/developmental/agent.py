@@ -242,7 +242,9 @@ class DevelopmentalAgent:
         """The last ``k`` slots of each window that the world-model loss reads."""
         return min(self.cfg.world_model.k, self.context.window)
 
-    def _world_model_loss(self, h_act: Tensor, w: Window, pos: Tensor) -> tuple[Tensor, dict, Tensor]:
+    def _world_model_loss(
+        self, h_act: Tensor, w: Window, pos: Tensor, sample: bool = False
+    ) -> tuple[Tensor, dict, Tensor]:
         """``WorldModel.loss`` on the last ``k`` slots of each window (real transitions of its episode only).
 
         ``h_act``: the states of each window's last ``k`` slots (or more: the last ``k`` are read).
@@ -260,7 +262,7 @@ class DevelopmentalAgent:
             "action": w.act[:, -k:],
             "done": R.at(R.terminated, p) | R.at(R.truncated, p),
         }
-        return self.wm.loss(h_act[:, -k:], batch)
+        return self.wm.loss(h_act[:, -k:], batch, sample)
 
     def _surprise(self, env: Tensor, j: Tensor) -> Tensor:
         """Surprise of the transitions at ``(env, j)`` under the model that acted (for the intrinsic reward)."""
@@ -331,7 +333,7 @@ class DevelopmentalAgent:
                     # the minibatch is in random order already: its first windows are a random sample
                     sub = slice(0, n_wm)
                     w_sub = Window(*(x[sub] if isinstance(x, Tensor) else x for x in w))
-                    wm_total, wm_logs, surprise = self._world_model_loss(ev.h_act[sub], w_sub, pos[sub])
+                    wm_total, wm_logs, surprise = self._world_model_loss(ev.h_act[sub], w_sub, pos[sub], sample=True)
                     losses["world_model"] = self.world_model_coef * wm_total
                     for name, value in wm_logs.items():
                         sums[f"world_model/{name}"] += value

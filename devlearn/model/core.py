@@ -53,18 +53,27 @@ class Block(nn.Module):
         )
         self.resid_drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, attn_mask: Tensor | None = None, tail: int | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, attn_mask: Tensor | None = None, tail: int | None = None, rows: Tensor | None = None
+    ) -> Tensor:
         """``attn_mask``: optional ``(B, 1, N, N)`` bool, True where a query may see a key; causal when None.
 
         ``tail``: compute only the last ``tail`` tokens' outputs, ``(B, tail, d)``. Every token is
         still a key and value; only the queries, the projection and the MLP shrink. Equal to
         ``forward(x, attn_mask)[:, -tail:]`` (a token's output depends on the others only through attention).
+        ``rows``: the same for any tokens, ``(B, M)`` indices -> ``(B, M, d)``; needs ``attn_mask`` (``(1, 1, N, N)``
+        or ``(B, 1, N, N)``).
         """
         b, n, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         drop = self.dropout if self.training else 0.0
         causal = attn_mask is None
-        if tail is not None and tail < n:
+        if rows is not None:
+            m = rows.shape[1]
+            q = q.gather(2, rows[:, None, :, None].expand(b, self.n_heads, m, d // self.n_heads))
+            x = x.gather(1, rows[..., None].expand(b, m, d))
+            attn_mask = attn_mask.expand(b, 1, n, n).gather(2, rows[:, None, :, None].expand(b, 1, m, n))
+        elif tail is not None and tail < n:
             q, x = q[:, :, -tail:], x[:, -tail:]
             if causal:  # the last ``tail`` rows of the causal mask
                 attn_mask = torch.ones(tail, n, dtype=torch.bool, device=x.device).tril(n - tail)
