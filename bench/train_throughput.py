@@ -14,6 +14,10 @@ Results go to ``bench/results/train_throughput-<device>.json``.
     python bench/train_throughput.py                     # CliffEdge, 8 envs, 3 repeats, device auto
     python bench/train_throughput.py --device cuda       # on a GPU machine
     python bench/train_throughput.py --quick --agents ppo   # a smoke run (writes to a temporary folder)
+
+Before/after a code change in one run: ``--python base=/path/to/other/venv/bin/python`` names another
+interpreter (another checkout's install), and an agent written ``NAME@base`` runs under it, interleaved
+with the others: ``--agents developmental@base developmental ppo``.
 """
 
 from __future__ import annotations
@@ -245,6 +249,7 @@ def build_result(
         "repeats": repeats,
         "device": device,
         "overrides": args.override,
+        "pythons": dict(item.split("=", 1) for item in args.python),
         "threads": args.threads or "default",
         "statistic": "median over repeats (steps/s); GPU: median over repeats of each run's mean/median, max of peaks",
         "baseline": BASELINE,
@@ -286,6 +291,13 @@ def main() -> None:
     )
     parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every run")
     parser.add_argument(
+        "--python",
+        nargs="*",
+        default=[],
+        metavar="LABEL=PATH",
+        help="other interpreters; an agent NAME@LABEL runs under PATH (e.g. a checkout of the code before a change)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="tiny runs that check the script works; writes to a temp folder"
     )
     parser.add_argument(
@@ -310,10 +322,14 @@ def main() -> None:
     overrides = [f"env.num_envs={args.num_envs}", *args.override]
     outcomes: dict[str, list[RunOutcome]] = {agent: [] for agent in args.agents}
     gpu: dict[str, dict[str, Any]] = {}  # run name -> GPU figures
+    pythons = dict(item.split("=", 1) for item in args.python)
     for repeat in range(repeats):
         for agent in args.agents:
-            name, run_dir = f"{agent}-{repeat}", work / f"{agent}-{repeat}"
-            command = train_command(args.env, agent, repeat, steps, run_dir, device, 1, overrides)
+            name, run_dir = f"{agent}-{repeat}", work / f"{agent}-{repeat}".replace("@", "-at-")
+            config, _, label = agent.partition("@")
+            command = train_command(args.env, config, repeat, steps, run_dir, device, 1, overrides)
+            if label:
+                command[0] = pythons[label]
             if sampler is not None:
                 sampler.start()
             outcome = run_train(name, command, run_dir, args.threads)

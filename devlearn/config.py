@@ -278,6 +278,10 @@ def validate(cfg: Any) -> None:
             raise ConfigError(
                 f"agent.world_model.batch_fraction={agent.world_model.batch_fraction!r} must be in (0, 1]."
             )
+        if agent.world_model.exact_sample < 0:
+            raise ConfigError(
+                f"agent.world_model.exact_sample={agent.world_model.exact_sample!r} must be >= 0 (0: every token)."
+            )
         if agent.world_model_coef < 0:
             raise ConfigError(f"agent.world_model_coef={agent.world_model_coef!r} must be >= 0.")
         if not 0 <= agent.shield_tau <= 1:

@@ -258,7 +258,7 @@ class DevelopmentalAgent:
         """
         C = self.context
         w = C.acting_window(j)  # its last action is now the one taken
-        h_act = self.net.core.states(w.obs, w.act, w.valid, w.memory)[1][:, -1:]
+        h_act = self.net.core.states(w.obs, w.act, w.valid, w.memory, last=1)[1]
         batch = {
             "obs": tree_map(lambda b: b[:, j : j + 1], C.obs),
             "next_obs": tree_map(lambda x: x[:, None], next_obs),
@@ -275,10 +275,20 @@ class DevelopmentalAgent:
         """The update's windows of the steps at positions ``j`` of sub-envs ``env`` (see ``SequenceContext``)."""
         return self.context.training_window(env, j, self.net.core.encoder)
 
-    def _world_model_loss(self, h_act: Tensor, w: Window, pos: Tensor) -> tuple[Tensor, dict, Tensor]:
-        """``WorldModel.loss`` on the last ``k`` slots of each window (real transitions of its episode only)."""
+    @property
+    def _wm_steps(self) -> int:
+        """The last ``k`` slots of each window that the world-model loss reads."""
+        return min(self.cfg.world_model.k, self.context.window)
+
+    def _world_model_loss(
+        self, h_act: Tensor, w: Window, pos: Tensor, sample: bool = False
+    ) -> tuple[Tensor, dict, Tensor]:
+        """``WorldModel.loss`` on the last ``k`` slots of each window (real transitions of its episode only).
+
+        ``h_act``: the states of each window's last ``k`` slots (or more: the last ``k`` are read).
+        """
         C, R = self.context, self.rollout
-        k = min(self.cfg.world_model.k, C.window)
+        k = self._wm_steps
         p = pos[:, -k:]
         batch = {
             "obs": C.gather_obs(p),
@@ -290,7 +300,7 @@ class DevelopmentalAgent:
             "action": w.act[:, -k:],
             "done": R.at(R.terminated, p) | R.at(R.truncated, p),
         }
-        return self.wm.loss(h_act[:, -k:], batch)
+        return self.wm.loss(h_act[:, -k:], batch, sample)
 
     def _surprise(self, env: Tensor, j: Tensor) -> Tensor:
         """Surprise of the transitions at ``(env, j)`` under the model that acted (for the intrinsic reward)."""
@@ -298,9 +308,27 @@ class DevelopmentalAgent:
         with torch.no_grad():
             for s in range(0, len(env), self.cfg.batch_size):
                 w, pos = self._windows(env[s : s + self.cfg.batch_size], j[s : s + self.cfg.batch_size])
-                h_act = self.net.core.states(w.obs, w.act, w.valid, w.memory)[1]
+                h_act = self.net.core.states(w.obs, w.act, w.valid, w.memory, last=self._wm_steps)[1]
                 out.append(self._world_model_loss(h_act, w, pos)[2][:, -1])
         return torch.cat(out)
+
+    def _evaluate(self, w: Window, allowed: Tensor | None, n_wm: int) -> Any:
+        """``net.evaluate`` of a minibatch's windows, the world model's first ``n_wm`` in a core pass of their own.
+
+        Same values as one pass over all windows; but the world-model loss's backward
+        (``_backward_balanced`` runs one per loss) then traverses the core for its ``n_wm`` windows
+        only, not for the whole minibatch, whose other windows would send it zero gradients.
+        """
+        net, last = self.net, self._wm_steps if self.wm is not None else 1
+        if n_wm == 0 or n_wm >= len(w.act):
+            return net.evaluate(w, allowed, last)
+        part = lambda x, s: x[s] if isinstance(x, Tensor) else x  # noqa: E731
+        head, rest = slice(0, n_wm), slice(n_wm, None)
+        evs = [
+            net.evaluate(Window(*(part(x, s) for x in w)), None if allowed is None else allowed[s], last)
+            for s in (head, rest)
+        ]
+        return type(evs[0])(*(torch.cat(xs) for xs in zip(*evs, strict=True)))
 
     def _update(self, run_dir: Path, log: RunLog) -> dict[str, float] | None:
         """PPO + world-model update on the rollout; None if it diverged and was rolled back."""
@@ -334,7 +362,8 @@ class DevelopmentalAgent:
                 mb = order[start : start + cfg.batch_size]
                 w, pos = self._windows(env[mb], j[mb])
                 allowed = R.at(R.allowed, pos[:, -1]) if self.shield_on else None
-                ev = self.net.evaluate(w, allowed)
+                n_wm = 0 if self.wm is None else max(1, round(len(mb) * cfg.world_model.batch_fraction))
+                ev = self._evaluate(w, allowed, n_wm)
                 pg = ppo_loss(
                     ev.logp, logp_all[mb], adv_all[mb], ev.value, ret_all[mb], ev.entropy,
                     cfg.clip_range, cfg.ent_coef,
@@ -342,9 +371,9 @@ class DevelopmentalAgent:
                 losses = {"train": pg.total}
                 if self.wm is not None:
                     # the minibatch is in random order already: its first windows are a random sample
-                    sub = slice(0, max(1, round(len(mb) * cfg.world_model.batch_fraction)))
+                    sub = slice(0, n_wm)
                     w_sub = Window(*(x[sub] if isinstance(x, Tensor) else x for x in w))
-                    wm_total, wm_logs, surprise = self._world_model_loss(ev.h_act[sub], w_sub, pos[sub])
+                    wm_total, wm_logs, surprise = self._world_model_loss(ev.h_act[sub], w_sub, pos[sub], sample=True)
                     losses["world_model"] = self.world_model_coef * wm_total
                     for name, value in wm_logs.items():
                         sums[f"world_model/{name}"] += value
@@ -432,7 +461,7 @@ class DevelopmentalAgent:
         env = real[:, t].nonzero()[0]
         with torch.inference_mode():
             w, pos = self._windows(env, torch.tensor([C.first + t], device=self.device))
-            h_act = self.net.core.states(w.obs, w.act, w.valid, w.memory)[1]
+            h_act = self.net.core.states(w.obs, w.act, w.valid, w.memory, last=1)[1]
             predicted = self.wm.predict_next(h_act[:, -1:], C.gather_obs(pos[:, -1:]))  # (1, 1, ...)
             actual = C.gather_obs(pos[:, -1:] + 1)
         first = lambda x: None if x is None else x[0, 0].cpu().numpy()  # noqa: E731 (one observation)

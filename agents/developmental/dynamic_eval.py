@@ -151,8 +151,8 @@ class DynamicEvalPolicy:
     def _loss(self, net: Any, ends: Tensor, obs: Any, act: Tensor) -> tuple[Tensor, Tensor]:
         """World-model loss (mean) and per-transition surprise of the transitions ending windows at ``ends``."""
         pos, o, a, valid = self._windows(ends, obs, act)
-        h_act = net.core.states(net.core.encoder(o), a, valid)[1]
         k = self.k
+        h_act = net.core.states(net.core.encoder(o), a, valid, last=k)[1]
         nxt = (pos[:, -k:] + 1).clamp(max=len(self.obs) - 1)
         flags = torch.as_tensor(self.flags, dtype=torch.float32, device=self.device)[pos[:, -k:]]  # (B, k, 4)
         batch = {

@@ -56,7 +56,7 @@ class Evaluation(NamedTuple):
     logp: Tensor  # (B,) log-probability of the stored action under the (re-applied) shield
     entropy: Tensor  # (B,)
     value: Tensor  # (B,)
-    h_act: Tensor  # (B, W, d) states after each (o_t, a_t): the world model's input
+    h_act: Tensor  # (B, W, d) states after each (o_t, a_t) (the last ``last`` only): the world model's input
 
 
 class DevelopmentalNet(nn.Module):
@@ -96,7 +96,7 @@ class DevelopmentalNet(nn.Module):
             danger = self.world_model.catastrophe_prob(imagined)
             allowed = allowed_actions(danger, self.shield_tau)
         else:
-            h = core.states(w.obs, w.act, w.valid, w.memory)[0][:, -1]
+            h = core.states(w.obs, w.act, w.valid, w.memory, last=1)[0][:, -1]
         logits = self.actor(h)
         logp_all = masked_log_softmax(logits, allowed)
         noise = 0.0
@@ -108,9 +108,12 @@ class DevelopmentalNet(nn.Module):
         logp = logp_all.gather(-1, action[:, None]).squeeze(-1)
         return Decision(action, choice, logp, self.critic(h).squeeze(-1), allowed, danger)
 
-    def evaluate(self, w: Window, allowed: Tensor | None) -> Evaluation:
-        """Log-probability of the windows' last actions (under the stored shield mask), entropy, value."""
-        h_obs, h_act = self.core.states(w.obs, w.act, w.valid, w.memory)
+    def evaluate(self, w: Window, allowed: Tensor | None, last: int | None = None) -> Evaluation:
+        """Log-probability of the windows' last actions (under the stored shield mask), entropy, value.
+
+        ``last``: ``h_act`` of the last ``last`` steps only (what the world-model loss reads; cheaper).
+        """
+        h_obs, h_act = self.core.states(w.obs, w.act, w.valid, w.memory, last=last)
         h = h_obs[:, -1]
         logp_all = masked_log_softmax(self.actor(h), allowed)
         logp = logp_all.gather(-1, w.act[:, -1:]).squeeze(-1)

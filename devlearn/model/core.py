@@ -20,6 +20,8 @@ from torch.nn import functional as F
 
 from devlearn.model.tokenize import ActionTokenizer, ObservationTokenizer
 
+FOLD_MIN_BATCH = 64  # observations per call from which ``ObservationEncoder`` considers folding (the update's)
+
 
 @dataclass
 class CoreConfig:
@@ -51,15 +53,35 @@ class Block(nn.Module):
         )
         self.resid_drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
-        """``attn_mask``: optional ``(B, 1, N, N)`` bool, True where a query may see a key; causal when None."""
+    def forward(
+        self, x: Tensor, attn_mask: Tensor | None = None, tail: int | None = None, rows: Tensor | None = None
+    ) -> Tensor:
+        """``attn_mask``: optional ``(B, 1, N, N)`` bool, True where a query may see a key; causal when None.
+
+        ``tail``: compute only the last ``tail`` tokens' outputs, ``(B, tail, d)``. Every token is
+        still a key and value; only the queries, the projection and the MLP shrink. Equal to
+        ``forward(x, attn_mask)[:, -tail:]`` (a token's output depends on the others only through attention).
+        ``rows``: the same for any tokens, ``(B, M)`` indices -> ``(B, M, d)``; needs ``attn_mask`` (``(1, 1, N, N)``
+        or ``(B, 1, N, N)``).
+        """
         b, n, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         drop = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=drop, is_causal=attn_mask is None
-        )
-        x = x + self.resid_drop(self.proj(y.transpose(1, 2).reshape(b, n, d)))
+        causal = attn_mask is None
+        if rows is not None:
+            m = rows.shape[1]
+            q = q.gather(2, rows[:, None, :, None].expand(b, self.n_heads, m, d // self.n_heads))
+            x = x.gather(1, rows[..., None].expand(b, m, d))
+            attn_mask = attn_mask.expand(b, 1, n, n).gather(2, rows[:, None, :, None].expand(b, 1, m, n))
+        elif tail is not None and tail < n:
+            q, x = q[:, :, -tail:], x[:, -tail:]
+            if causal:  # the last ``tail`` rows of the causal mask
+                attn_mask = torch.ones(tail, n, dtype=torch.bool, device=x.device).tril(n - tail)
+            else:
+                attn_mask = attn_mask[..., -tail:, :]
+            causal = False
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop, is_causal=causal)
+        x = x + self.resid_drop(self.proj(y.transpose(1, 2).reshape(b, x.shape[1], d)))
         return x + self.mlp(self.ln2(x))
 
 
@@ -86,12 +108,17 @@ class CausalTransformer(nn.Module):
             nn.init.normal_(module.weight, std=0.02)
             nn.init.zeros_(module.bias)
 
-    def forward(self, x: Tensor, attn_mask: Tensor | None = None, positions: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, attn_mask: Tensor | None = None, positions: Tensor | None = None, tail: int | None = None
+    ) -> Tensor:
         """``(B, L, d)`` tokens -> ``(B, L, d)`` states; position ``i`` sees only positions ``<= i``.
 
         ``attn_mask`` (``(B, 1, L, L)`` bool, True = may attend) replaces the causal mask, and
         ``positions`` (``(L,)``, -1 for none) the positions ``0 .. L-1``; ``Core.layout`` uses both
         to hide padded steps, to add memory tokens and to evaluate several candidate last tokens in one pass.
+        ``tail``: return only the last ``tail`` tokens' states ``(B, tail, d)``, equal to ``[:, -tail:]`` of
+        the full output; the last block then runs its queries, projection and MLP on those tokens only
+        (the readers need the last step's states: that block is most of a window's cost saved).
         """
         if positions is None:
             if x.shape[1] > self.max_len:
@@ -100,8 +127,9 @@ class CausalTransformer(nn.Module):
         else:  # position -1: a token without position (memory), which adds nothing
             pos = F.pad(self.pos_emb, (0, 0, 0, 1))[positions]
         x = self.drop(x + pos)
-        for block in self.blocks:
-            x = block(x, attn_mask)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            x = block(x, attn_mask, tail if i == last else None)
         return self.ln_f(x)
 
 
@@ -119,11 +147,56 @@ class ObservationEncoder(nn.Module):
         self.tokenizer = ObservationTokenizer(space, d_model, **tokenizer_kwargs)
         self.pool = nn.Linear(self.tokenizer.n_tokens * d_model, d_model)
         self.ln = nn.LayerNorm(d_model)
+        self.fold = True  # large batches of discrete observations: ``_pool_folded`` (same values, cheaper)
 
     def forward(self, obs: Any) -> Tensor:
         """Observations with any leading dims -> ``(*lead, d_model)``."""
-        tokens = self.tokenizer(obs)
+        tok = self.tokenizer
+        if self.fold and tok.has_exact_targets:
+            xs, lead = tok._flat_leaves(obs)
+            if len(xs[0]) >= FOLD_MIN_BATCH:
+                pooled = self._pool_folded(xs, lead)
+                if pooled is not None:
+                    return self.ln(pooled)
+        tokens = tok(obs)
         return self.ln(self.pool(tokens.flatten(-2)))
+
+    def _pool_folded(self, xs: list[Tensor], lead: tuple[int, ...], force: bool = False) -> Tensor | None:
+        """``self.pool(self.tokenizer(obs).flatten(-2))`` for discrete observations, computed another way;
+        None where that would cost more (unless ``force``).
+
+        A token's embedding is a sum of its elements' rows of a table ``E`` plus a constant (type +
+        position), and the pooling is linear: ``pool(tokens) = b + sum_t W_t c_t + sum_t W_t E_u^T n_t``
+        with ``E_u`` the ``U`` rows the batch uses and ``n_t`` their counts in token ``t``. Folding
+        ``W_t E_u^T`` into one table per token turns embedding, pooling and their backward (a sort of
+        every element index) into one product of the counts with the folded table: ``T U d^2 + N T U d``
+        multiply-adds instead of ``N T d^2`` for ``N`` observations of ``T`` tokens. Same parameters,
+        same values up to rounding.
+        """
+        tok = self.tokenizer
+        d_out = self.pool.out_features
+        n_obs = len(xs[0])
+        leaves = []
+        for leaf, x in zip(tok.leaves, xs, strict=True):
+            index = leaf.indices(x)  # (N, T, group)
+            used, inverse = torch.unique(index, return_inverse=True)
+            leaves.append((leaf, index, used, inverse))
+        if not force and sum(len(u) for _, _, u, _ in leaves) * (n_obs + d_out) >= n_obs * d_out:
+            return None
+        weight = self.pool.weight.view(d_out, tok.n_tokens, -1)  # (d_out, token, d)
+        const = tok.type_emb[tok.leaf_of_token] + tok.pos_emb  # (token, d)
+        out = self.pool.bias + torch.einsum("otd,td->o", weight, const)
+        start = 0
+        for leaf, index, used, inverse in leaves:
+            n, rows = leaf.n_tokens, len(used)
+            table = leaf.embed.weight[used]  # (U, d)
+            folded = torch.einsum("otd,ud->tuo", weight[:, start : start + n], table)  # (T, U, d_out)
+            flat = (inverse + torch.arange(n, device=index.device)[:, None] * rows).view(n_obs, -1)
+            counts = torch.zeros(n_obs, n * rows, device=index.device, dtype=folded.dtype)
+            counts.scatter_add_(1, flat, (index != leaf.pad_index).to(folded.dtype).view(n_obs, -1))
+            out = out + counts @ folded.reshape(n * rows, d_out)
+            start += n
+        return out.view(*lead, d_out)
 
 
 class Core(nn.Module):
@@ -224,19 +297,25 @@ class Core(nn.Module):
         return tokens, attn.unsqueeze(1), positions
 
     def states(
-        self, o: Tensor, act: Any, mask: Tensor | None = None, memory: Tensor | None = None
+        self,
+        o: Tensor,
+        act: Any,
+        mask: Tensor | None = None,
+        memory: Tensor | None = None,
+        last: int | None = None,
     ) -> tuple[Tensor, Tensor]:
         """``forward`` from already encoded observations ``o = self.encoder(obs)``, ``(B, T, d)``.
 
         An encoded observation does not depend on its window, so a caller that meets the same
         observation in several windows (acting step by step, or overlapping training windows)
-        encodes it once. ``memory``: see ``layout``.
+        encodes it once. ``memory``: see ``layout``. ``last``: return the states of the last
+        ``last`` steps only, ``(B, last, d)`` each, equal to ``[:, -last:]`` of the full result but
+        cheaper (``CausalTransformer``'s ``tail``): acting and the update read the last step's states.
         """
         b, t, d = o.shape
-        last = self.act_tokenizer(act[:, -1:])
-        tokens, attn, positions = self.layout(o, act, mask, last, memory)
-        n_mem = tokens.shape[1] - 2 * t
-        h = self.transformer(tokens, attn, positions)[:, n_mem:].reshape(b, t, 2, d)
+        steps = t if last is None else min(last, t)
+        tokens, attn, positions = self.layout(o, act, mask, self.act_tokenizer(act[:, -1:]), memory)
+        h = self.transformer(tokens, attn, positions, tail=2 * steps).reshape(b, steps, 2, d)
         return h[:, :, 0], h[:, :, 1]
 
     def candidate_states(
@@ -259,6 +338,6 @@ class Core(nn.Module):
         b = o.shape[0]
         last = self.act_tokenizer(candidates).unsqueeze(0).expand(b, -1, -1)
         tokens, attn, positions = self.layout(o, act, mask, last, memory)
-        h = self.transformer(tokens, attn, positions)
         n_cand = candidates.shape[0]
-        return h[:, -n_cand - 1], h[:, -n_cand:]
+        h = self.transformer(tokens, attn, positions, tail=n_cand + 1)  # o_{T-1} and the candidates
+        return h[:, 0], h[:, 1:]

@@ -97,11 +97,15 @@ class _DiscreteLeaf(nn.Module):
         v = nn.functional.pad(v, (0, self.pad), value=-1)
         return v.view(x.shape[0], self.n_tokens, self.group)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def indices(self, x: Tensor) -> Tensor:
+        """``(L, *shape)`` observations -> ``(L, n_tokens, group)`` rows of ``embed``, ``pad_index`` where padded."""
         v = self.values(x)
         offset = torch.arange(self.group, device=v.device) * self.max_value
-        index = torch.where(v >= 0, v + offset, self.pad_index)
-        return self.embed(index.view(-1, self.group)).view(*v.shape[:2], -1)
+        return torch.where(v >= 0, v + offset, self.pad_index)
+
+    def forward(self, x: Tensor) -> Tensor:
+        index = self.indices(x)
+        return self.embed(index.view(-1, self.group)).view(*index.shape[:2], -1)
 
     def targets(self, x: Tensor) -> Tensor:
         """``(L, n_tokens, group * n_digits)`` digit targets, -1 where padded."""

@@ -52,6 +52,9 @@ class WorldModelConfig:
     # token, and each transition is still predicted about n_epochs * batch_fraction times per rollout
     batch_fraction: float = 0.25
     ema_tau: float = 0.01  # Polyak rate: target <- (1 - tau) * target + tau * online
+    # exact loss in training on the tokens the step changed plus this many of the unchanged ones drawn at random
+    # (an unbiased estimate of the unchanged half of the loss; cheaper decoding); 0: every token (exact, the default)
+    exact_sample: int = 0
 
 
 def symlog(x: Tensor) -> Tensor:
@@ -140,22 +143,42 @@ class WorldModel(nn.Module):
         """The observation tokenizer whose targets the exact head predicts."""
         return self._online[0].tokenizer
 
-    def exact_logits(self, h_act: Tensor, obs: Any) -> Tensor:
+    def exact_logits(
+        self, h_act: Tensor, obs: Any, rows: Tensor | None = None, current: Tensor | None = None
+    ) -> Tensor:
         """Logits of o_{t+1} given the post-action state ``h_act (B, T, d)`` and o_t (``obs``, ``(B, T, ...)``).
 
-        Returns ``(B, T, n_exact_tokens, target_size, max_classes)``, invalid classes masked.
+        Returns ``(B, T, n_exact_tokens, target_size, max_classes)``, invalid classes masked; with
+        ``rows`` (``(B, T, M)`` indices into the exact tokens) only those tokens' logits, ``(B, T, M, ...)``
+        (every token still informs them). ``current``: o_t's exact targets, if the caller has them.
         """
         b, t, d = h_act.shape
         n, g, c = self.class_ok.shape
         tok = self.tokenizer
         x = tok(obs)[:, :, self.exact_tokens] + self.condition(h_act)[:, :, None]  # (B, T, n, d)
         full = torch.ones(1, 1, n, n, dtype=torch.bool, device=x.device)  # every token sees every token
-        x = self.decoder(x.reshape(b * t, n, d), full)
+        if current is None:
+            current = tok.targets(obs)[:, :, self.exact_tokens]  # (B, T, n, g): o_t's own values
+        class_ok = self.class_ok
+        if rows is None:
+            x = self.decoder(x.reshape(b * t, n, d), full)
+        else:
+            x = self.decoder(x.reshape(b * t, n, d), full, rows=rows.reshape(b * t, -1))
+            n = rows.shape[-1]
+            current = current.gather(2, rows[..., None].expand(b, t, n, g))
+            class_ok = class_ok[rows]
         logits = self.token_out(self.decoder_ln(x)).view(b, t, n, g, c)
-        current = tok.targets(obs)[:, :, self.exact_tokens]  # (B, T, n, g): o_t's own values
         copy = F.one_hot(current.clamp(min=0), c) * (current >= 0)[..., None]
         logits = logits + self.copy_logit * copy
-        return logits.masked_fill(~self.class_ok, MASKED_LOGIT)
+        return logits.masked_fill(~class_ok, MASKED_LOGIT)
+
+    def _sample_rows(self, changed: Tensor) -> Tensor:
+        """``(B, T, M)``: every changed token of each step, then unchanged ones drawn uniformly without
+        replacement to fill ``M`` = the most changed tokens of any step + ``exact_sample`` (at most all)."""
+        n = changed.shape[-1]
+        m = min(n, int(changed.sum(-1).max()) + self.cfg.exact_sample)
+        key = torch.rand(changed.shape, device=changed.device) + 2.0 * changed  # changed first, the rest at random
+        return key.topk(m, dim=-1).indices
 
     @torch.no_grad()
     def predict_next(self, h_act: Tensor, obs: Any) -> Any:
@@ -220,7 +243,9 @@ class WorldModel(nn.Module):
                 first = err
         return losses, first
 
-    def loss(self, h_act: Tensor, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+    def loss(
+        self, h_act: Tensor, batch: dict[str, Any], sample: bool = False
+    ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         """World-model loss on a window.
 
         Args:
@@ -230,6 +255,11 @@ class WorldModel(nn.Module):
                 transitions of the window's episode), and for the latent rollout ``action``
                 ``(B, T, *act_shape)`` and optionally ``done`` (terminated or truncated; defaults
                 to ``terminated``) so that no rollout crosses an episode's end.
+
+            sample: with ``cfg.exact_sample > 0``, the exact loss reads the changed tokens and a random
+                sample of the others (``_sample_rows``): the unchanged half of the loss becomes the sample's
+                mean, an unbiased estimate of it; the token and observation accuracies and the surprise
+                then cover the sampled tokens only. The training update's option, never acting's.
 
         Returns:
             ``(total, logs, surprise)``: the weighted scalar loss, a dict of named detached scalars
@@ -268,9 +298,15 @@ class WorldModel(nn.Module):
         )
 
         if self.has_exact:
-            logits = self.exact_logits(h_act, batch["obs"])
             targets = self.tokenizer.targets(batch["next_obs"])[..., self.exact_tokens, :]
             current = self.tokenizer.targets(batch["obs"])[..., self.exact_tokens, :]
+            if sample and cfg.exact_sample > 0:
+                rows = self._sample_rows((targets != current).any(-1))
+                logits = self.exact_logits(h_act, batch["obs"], rows, current)
+                pick = rows[..., None].expand(*rows.shape, targets.shape[-1])
+                targets, current = targets.gather(2, pick), current.gather(2, pick)
+            else:
+                logits = self.exact_logits(h_act, batch["obs"], current=current)
             nll = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=-1, reduction="none")
             nll = nll.view(targets.shape).sum(-1)  # (B, T, n): nats per token
             changed = (targets != current).any(-1)  # (B, T, n): the tokens the step changed

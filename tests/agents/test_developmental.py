@@ -322,8 +322,8 @@ def test_nan_loss_is_rolled_back(tmp_path, monkeypatch) -> None:
     before = {k: v.clone() for k, v in agent.net.state_dict().items()}
     loss = WorldModel.loss
 
-    def nan_loss(self, h_act, batch):
-        total, logs, surprise = loss(self, h_act, batch)
+    def nan_loss(self, h_act, batch, *args):
+        total, logs, surprise = loss(self, h_act, batch, *args)
         return total * float("nan"), logs, surprise
 
     monkeypatch.setattr(WorldModel, "loss", nan_loss)

@@ -230,3 +230,29 @@ def test_continuous_observations_use_latent_surprise() -> None:
         WorldModel(core.cfg.d_model, core.encoder, act_space, WorldModelConfig(latent=False))
     with pytest.raises(ValueError, match="no exact targets"):
         wm.predict_next(torch.zeros(1, 1, core.cfg.d_model), None)
+
+
+def test_sampled_exact_loss_reads_the_same_logits_and_is_unbiased() -> None:
+    """``exact_sample``: the decoder's logits for a subset of tokens are the full pass's; sampling every
+    token gives the exact loss; and over many draws the sampled loss averages to the exact one."""
+    torch.manual_seed(0)
+    batch = take(collect_windows(seed=2, n_steps=300), np.arange(6))
+    core, wm = build(GRID_SPACE, ACT_SPACE, exact_sample=3, latent=False)
+    with torch.no_grad():
+        for p in wm.parameters():  # an untrained decoder copies o_t: make the kept tokens' losses differ
+            p.add_(torch.randn_like(p) * 0.05)
+        h_act = core(batch["obs"], batch["action"])[1]
+        full = wm.exact_logits(h_act, batch["obs"])
+        n = full.shape[2]
+        rows = torch.stack([torch.randperm(n)[:7] for _ in range(6 * T)]).view(6, T, 7)
+        part = wm.exact_logits(h_act, batch["obs"], rows)
+        picked = full.gather(2, rows[..., None, None].expand(*rows.shape, *full.shape[3:]))
+        torch.testing.assert_close(part, picked, rtol=0, atol=1e-5)
+
+        exact = wm.loss(h_act, batch)[1]["exact"]
+        wm.cfg.exact_sample = n  # every token drawn: the exact loss
+        torch.testing.assert_close(wm.loss(h_act, batch, sample=True)[1]["exact"], exact, rtol=1e-5, atol=0)
+        wm.cfg.exact_sample = 3
+        draws = torch.stack([wm.loss(h_act, batch, sample=True)[1]["exact"] for _ in range(400)])
+    assert draws.std() > 1e-3 * exact  # it is a sample ...
+    assert abs(float(draws.mean() - exact)) < 4 * float(draws.std()) / 20 + 1e-6  # ... whose mean is the loss
