@@ -16,12 +16,29 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def agent_with_window(window: int, shield_tau: float = 0.5, memory: str = "window", write: str = "always"):
-    cfg = OmegaConf.structured(DevelopmentalConfig(n_steps=24, batch_size=64, n_epochs=1, shield_tau=shield_tau))
+    cfg = OmegaConf.structured(
+        DevelopmentalConfig(n_steps=24, batch_size=64, n_epochs=1, shield_tau=shield_tau)
+    )
     cfg.core.window = window
-    cfg.memory.variant, cfg.memory.write, cfg.memory.capacity = memory, write, 8  # a small store: eviction too
+    cfg.memory.variant, cfg.memory.write, cfg.memory.capacity = (
+        memory,
+        write,
+        8,
+    )  # a small store: eviction too
     # short episodes (max_steps) and random early policies (falls) give many resets inside each segment
     env = make_vector_env("devlearn/CliffEdge-v0", 6, max_steps=9)
     return make_agent(cfg, env, seed=window, device="cpu", writer=None)
+
+
+def start_streams(agent) -> None:
+    """What ``learn`` does before its first rollout: reset the envs and begin the context and the rollout."""
+    from devlearn.model.context import to_device
+
+    obs, _ = agent.env.reset(seed=0)
+    with torch.inference_mode():
+        agent.context.begin(to_device(obs, agent.device), agent.net.core.encoder)
+    agent.rollout.begin()
+    agent._started = True
 
 
 @pytest.mark.parametrize(
@@ -50,13 +67,7 @@ def test_acting_window_equals_update_window_and_log_probs_match(window, memory, 
         return w
 
     C.acting_window = spy
-    obs, _ = agent.env.reset(seed=0)
-    from devlearn.model.context import to_device
-
-    with torch.inference_mode():
-        C.begin(to_device(obs, agent.device), agent.net.core.encoder)
-    R.begin()
-    agent._started = True
+    start_streams(agent)
     resets = 0
     for _segment in range(3):  # later segments start from carried-over context
         recorded.clear()
@@ -89,7 +100,9 @@ def test_acting_window_equals_update_window_and_log_probs_match(window, memory, 
 def test_windows_never_cross_an_episode_start() -> None:
     from gymnasium import spaces
 
-    C = SequenceContext(spaces.Box(0, 9, (2,), dtype=np.int64), 2, n_steps=5, window=3, d_model=4, device="cpu")
+    C = SequenceContext(
+        spaces.Box(0, 9, (2,), dtype=np.int64), 2, n_steps=5, window=3, d_model=4, device="cpu"
+    )
     encoder = lambda obs: obs.float().sum(-1, keepdim=True).expand(*obs.shape[:-1], 4)  # noqa: E731
     C.begin(torch.tensor([[1, 1], [2, 2]]), encoder)
     starts = [[False, False], [False, True], [False, False]]
@@ -107,13 +120,7 @@ def test_memory_carries_over_segments(memory) -> None:
     (parameters unchanged), are the tokens acting computed for that step at the end of the segment before."""
     agent = agent_with_window(2, memory=memory)
     C, R = agent.context, agent.rollout
-    obs, _ = agent.env.reset(seed=0)
-    from devlearn.model.context import to_device
-
-    with torch.inference_mode():
-        C.begin(to_device(obs, agent.device), agent.net.core.encoder)
-    R.begin()
-    agent._started = True
+    start_streams(agent)
     agent._collect()
     last = C.mem[:, C.length - 1].clone()
     R.carry_over()
@@ -126,13 +133,7 @@ def test_update_split_pass_equals_one_pass() -> None:
     """``_evaluate`` runs the world model's windows in a core pass of their own: same values as one pass."""
     agent = agent_with_window(4)
     C, R = agent.context, agent.rollout
-    obs, _ = agent.env.reset(seed=0)
-    from devlearn.model.context import to_device
-
-    with torch.inference_mode():
-        C.begin(to_device(obs, agent.device), agent.net.core.encoder)
-    R.begin()
-    agent._started = True
+    start_streams(agent)
     agent._collect()
     env = torch.arange(C.num_envs).repeat(4)
     j = C.first + torch.arange(len(env)) % C.n_steps
