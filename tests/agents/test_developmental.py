@@ -437,7 +437,7 @@ def test_surprise_becomes_an_intrinsic_reward(tmp_path, monkeypatch) -> None:
         bonus = used - env_reward
         assert (bonus[real] > 0).all() and (bonus[~real] == 0).all()
         assert bonus[real].mean().item() == pytest.approx(0.5 * mean, rel=1e-4)
-    plain, plain_log, _ = build(tmp_path / "plain", config())
+    plain, plain_log, _ = build(tmp_path / "plain", config(intrinsic_coef=0.0))
     plain.learn(256, plain_log, tmp_path / "plain", checkpoint_every=10**6)
     assert "world_model/intrinsic_surprise_mean" not in plain_log.values
     assert "rollout/novelty_rate" not in plain_log.values  # intrinsic_coef=0: no bonus, whatever the kind
