@@ -100,6 +100,7 @@ class DevelopmentalAgent:
         if self.intrinsic == "novelty":  # states are SimHashes of the core encoder's o_t (the world model's latent)
             self.simhash = SimHash(cfg.core.d_model, cfg.novelty_bits, self.seed, self.device)
             self.novelty = EpisodicNovelty(self.num_envs)
+            self._novelty_center = torch.zeros(cfg.core.d_model, device=self.device)  # set by learn(), per rollout
         self.num_timesteps = self.updates = self.rollbacks = self.rollouts = 0
         self._started = False
         self._after_done = np.zeros(self.num_envs, dtype=bool)  # the next step of a sub-env only resets

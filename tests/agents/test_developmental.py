@@ -64,7 +64,8 @@ def build(tmp_path: Path, cfg: Any, env_id: str = CLIFF, num_envs: int = 4, seed
 def trained(tmp_path_factory) -> tuple[DevelopmentalAgent, RecordingLog, Path]:
     """A developmental agent trained briefly on CliffEdge with the shield off (so it meets the cliff)."""
     run_dir = tmp_path_factory.mktemp("cliff")
-    cfg = config(learning_rate=1e-3, shield_tau=1.0, **{"world_model.catastrophe_pos_weight": 1.0})
+    # No novelty bonus (the default's 0.001): this fixture measures the world model on the behaviour it was written for.
+    cfg = config(learning_rate=1e-3, shield_tau=1.0, intrinsic_coef=0.0, **{"world_model.catastrophe_pos_weight": 1.0})
     # The full map, as before CliffEdge defaulted to the 7x7 egocentric view (there: 0.70 token accuracy at this budget).
     agent, log, writer = build(run_dir, cfg, view="full")
     agent.learn(3072, log, run_dir, checkpoint_every=1024)
@@ -491,6 +492,8 @@ def test_a_run_from_before_agent_intrinsic_still_builds(tmp_path, name) -> None:
     old = OmegaConf.to_container(OmegaConf.structured(AGENT_SCHEMAS[name](n_steps=32, batch_size=64)))
     for key in ("intrinsic", "novelty_bits") + (("intrinsic_coef",) if name != "developmental" else ()):
         old.pop(key, None)  # the ablation and SB3 had no intrinsic_coef; the developmental agent had it alone
+    if name == "developmental":
+        old["intrinsic_coef"] = 0.0  # its default then
     agent, _, _ = build(tmp_path, OmegaConf.create(old))
     assert getattr(agent, "intrinsic", "none") == "none"
 
