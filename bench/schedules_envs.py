@@ -45,9 +45,10 @@ from train_runs import (
     versions,
 )
 
+from devlearn.train.schedules import SCHEDULES  # the one list of schedule names
+
 RESULTS = Path(__file__).parent / "results"
 ENVS = ["cliff", "carwash"]
-SCHEDULES = ["constant", "cosine", "catapult", "sleep", "catapult_sleep"]
 
 # (key, column heading, how to read it from the run's figures, format)
 COLUMNS = [
@@ -154,7 +155,11 @@ def main() -> None:
     )
     parser.add_argument("--envs", nargs="+", default=ENVS, help="env config names (configs/env)")
     parser.add_argument(
-        "--schedules", nargs="+", default=SCHEDULES, help="schedule config names (configs/schedule)"
+        "--schedules",
+        nargs="+",
+        default=list(SCHEDULES),
+        choices=SCHEDULES,
+        help="schedule config names (configs/schedule)",
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--weight-decay", type=float, default=0.01, help="agent.weight_decay of every run")
