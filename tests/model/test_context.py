@@ -147,3 +147,29 @@ def test_update_split_pass_equals_one_pass() -> None:
                 torch.testing.assert_close(getattr(split, name), getattr(one, name), rtol=0, atol=1e-6)
             k = agent._wm_steps
             torch.testing.assert_close(split.h_act, one.h_act[:, -k:], rtol=0, atol=1e-6)
+
+
+def test_evaluation_with_surprise_writes_stores_what_training_would() -> None:
+    """``memory.write=surprise``: the evaluation policy measures surprise as acting in training does.
+
+    Without it the store's gate saw a surprise of 0 (not above the threshold) and evaluation stored nothing,
+    not even the episode's first observation, which is pinned with an infinite surprise.
+    """
+    agent = agent_with_window(2, memory="hybrid", write="surprise")
+    env = agent.env
+    policy = agent.policy(deterministic=True)
+    obs, _ = env.reset(seed=3)
+    start = np.ones(env.num_envs, dtype=bool)
+    obs, *_ = env.step(policy(obs, start))
+    store = policy.context.memory_state.store
+    assert ((store.steps == 0) & (store.surprise == torch.inf)).any(1).all()  # each env's very first observation
+    start[:] = False
+    for _ in range(5):
+        obs, _, terminated, truncated, _ = env.step(policy(obs, start))
+        start = terminated | truncated
+    store = policy.context.memory_state.store
+    assert (store.size >= 2).all(), store.size  # the first observation and the surprising ones after it
+    first = store.steps == 0
+    assert (store.surprise[first] == torch.inf).all()  # the episode's first observation: pinned
+    finite = store.filled & ~first
+    assert finite.any() and torch.isfinite(store.surprise[finite]).all() and (store.surprise[finite] > 0).all()

@@ -14,7 +14,8 @@ buffer), the episode ``step`` it was written at and its ``surprise``.
   with a constant surprise) this is FIFO: the store is a window over the most recent steps.
 * **Reads** (``read``): the query's top-``k`` entries by inner product, for every sub-env at once
   (one ``bmm`` and one ``topk``; empty slots are masked), with a validity mask for stores holding
-  fewer than ``k`` entries. Brute force on the device is the default because it is exact and, at
+  fewer than ``k`` entries. ``scores`` is that ``bmm`` alone, for a caller that also wants a soft
+  read over every entry (``Memory``) without paying for it twice. Brute force on the device is the default because it is exact and, at
   the sizes an episode reaches, fast (``bench/memory_retrieval.py``, DESIGN.md section 5).
 * **Memory** is allocated once at construction and bounded by ``capacity``: ``nbytes``.
 
@@ -121,13 +122,19 @@ class RetrievalStore:
         return twin
 
     def reset(self, mask: Tensor | None = None) -> None:
-        """Empty the stores of the sub-envs where ``mask`` (``(E,)`` bool) is True (all when None): an episode starts."""
+        """Empty the stores of the sub-envs where ``mask`` (``(E,)`` bool) is True (all when None): an episode starts.
+
+        Only ``filled`` and ``steps`` are cleared: every reader masks by ``filled``, so an emptied slot's old
+        key, value and item are unreachable until a write overwrites them. (Zeroing them with a boolean
+        index cost 2 ms a step on the CPU at capacity 1,024: most of a memory step, even with nothing to reset.)
+        """
         mask = self._check(mask, "mask", (self.num_envs,), torch.bool) if mask is not None else None
-        rows = slice(None) if mask is None else mask
-        for buf in (self.keys, self.values, self.items, self.surprise):
-            buf[rows] = 0
-        self.steps[rows] = -1
-        self.filled[rows] = False
+        if mask is None:
+            self.filled.fill_(False)
+            self.steps.fill_(-1)
+            return
+        self.filled &= ~mask.unsqueeze(1)
+        self.steps.masked_fill_(mask.unsqueeze(1), -1)
 
     # --- writing ----------------------------------------------------------------------------------
     def write(
@@ -139,7 +146,7 @@ class RetrievalStore:
         surprise: Tensor | None = None,
         active: Tensor | None = None,
     ) -> Tensor:
-        """Offer one entry per sub-env; returns ``(E,)`` bool: where it was stored.
+        """Offer one entry per sub-env; returns ``(E,)`` long: the slot each entry went to, -1 where it was not stored.
 
         Args:
             key: ``(E, key_dim)``; value: ``(E, value_dim)``; item: ``(E, *item_shape)``.
@@ -170,35 +177,41 @@ class RetrievalStore:
         lowest = self.surprise.masked_fill(empty, torch.inf).min(1, keepdim=True).values
         tied = self.filled & (self.surprise == lowest)
         victim = self.steps.masked_fill(~tied, torch.iinfo(torch.long).max).argmin(1)
-        slot = torch.where(has_empty, empty.long().argmax(1), victim)
+        target = torch.where(has_empty, empty.long().argmax(1), victim)
         # A full store takes the candidate only if it is not the lowest-surprise entry itself
         # (ties go to the candidate: it is the newest).
-        stored = gate & (has_empty | (surprise.to(self.surprise.dtype) >= self.surprise[self._rows, slot]))
+        stored = gate & (has_empty | (surprise.to(self.surprise.dtype) >= self.surprise[self._rows, target]))
 
-        rows, slot = self._rows[stored], slot[stored]
+        rows, slot = self._rows[stored], target[stored]
         self.keys[rows, slot] = key[stored].detach().to(self.keys.dtype)
         self.values[rows, slot] = value[stored].detach().to(self.values.dtype)
         self.items[rows, slot] = item[stored].detach().to(self.items.dtype)
         self.steps[rows, slot] = step[stored].long()
         self.surprise[rows, slot] = surprise[stored].detach().to(self.surprise.dtype)
         self.filled[rows, slot] = True
-        return stored
+        return torch.where(stored, target, -1)
 
     # --- reading ----------------------------------------------------------------------------------
-    def read(self, query: Tensor, k: int) -> Retrieved:
+    def scores(self, query: Tensor) -> Tensor:
+        """``(E, Q, capacity)`` inner products of ``query`` (``(E, key_dim)`` or ``(E, Q, key_dim)``) with every slot; -inf where empty."""
+        if query.dim() == 2:
+            query = query.unsqueeze(1)
+        query = self._check(query, "query", (self.num_envs, query.shape[1], self.key_dim))
+        scores = torch.bmm(query.to(self.keys.dtype), self.keys.transpose(1, 2))
+        return scores.masked_fill(~self.filled.unsqueeze(1), -torch.inf)
+
+    def read(self, query: Tensor, k: int, scores: Tensor | None = None) -> Retrieved:
         """The top-``k`` entries of each sub-env's store by inner product with ``query``.
 
         ``query``: ``(E, key_dim)`` (one query per sub-env) or ``(E, Q, key_dim)``; results are
         ``(E, Q, k, ...)`` (``Q = 1`` for the first form), best first. Entries past the store's
-        size (or past ``capacity`` when ``k > capacity``) are marked not ``valid``.
+        size (or past ``capacity`` when ``k > capacity``) are marked not ``valid``. ``scores``:
+        ``self.scores(query)`` when the caller has it already.
         """
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"RetrievalStore.read: k={k!r} must be a positive integer.")
-        if query.dim() == 2:
-            query = query.unsqueeze(1)
-        query = self._check(query, "query", (self.num_envs, query.shape[1], self.key_dim))
-        scores = torch.bmm(query.to(self.keys.dtype), self.keys.transpose(1, 2))  # (E, Q, C)
-        scores = scores.masked_fill(~self.filled.unsqueeze(1), -torch.inf)
+        if scores is None:
+            scores = self.scores(query)
         top, slots = scores.topk(min(k, self.capacity), dim=-1)
         valid = torch.isfinite(top)
         rows = self._rows[:, None, None]
