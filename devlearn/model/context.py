@@ -38,7 +38,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
-from devlearn.model.memory import Memory, MemoryState
+from devlearn.model.memory import Memory, MemoryState, Reads
 
 Tree = Any  # a tensor, or a dict of trees (Dict observations)
 Encoder = Callable[[Tree], Tensor]  # observations (*lead, ...) -> (*lead, d_model)
@@ -110,7 +110,7 @@ class SequenceContext:
             self.surprise = torch.zeros(lead, device=device)
             self.memory_state: MemoryState = memory.initial_state(num_envs, device)
             self.memory_start: MemoryState = self.memory_state.snapshot()  # before position ``first``
-            self._reads: tuple[Tensor, Tensor] | None = None  # the store's reads over the segment (the update's)
+            self._reads: Reads | None = None  # the store's reads over the segment (the update's)
 
     # --- writing ----------------------------------------------------------------------------
     def begin(self, obs: Tree, encoder: Encoder) -> None:
@@ -119,6 +119,7 @@ class SequenceContext:
         if self.memory is not None:
             self.memory_state = self.memory.initial_state(self.num_envs, self.act.device)
             self._reads = None
+            self.surprise[:, self.first] = torch.inf  # an episode's first observation: always stored, never evicted
         self.put(self.first, obs, torch.ones(self.num_envs, dtype=torch.bool, device=self.act.device), encoder)
 
     def put(self, j: int, obs: Tree, start: Tensor, encoder: Encoder) -> None:

@@ -37,7 +37,7 @@ def assert_same_state(a, b):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_each_variant_gives_its_number_of_tokens(one_thread, variant):
     memory = Memory(D, MemoryConfig(variant=variant, k=3, capacity=8))
-    expected = {"none": 0, "window": 0, "ssm": 1, "retrieval": 3, "hybrid": 4}[variant]
+    expected = {"none": 0, "window": 0, "ssm": 1, "retrieval": 3 + 1, "hybrid": 1 + 3 + 1}[variant]  # gist, top-k, soft read
     assert memory.n_tokens == expected
     emb, start, surprise = segment(2, 5)
     tokens = act(memory, memory.initial_state(2), emb, start, surprise)
@@ -87,7 +87,7 @@ def test_nothing_crosses_an_episode_start(one_thread):
     tokens = memory.sequence(memory.initial_state(1), emb, start, surprise)
     fresh = memory.sequence(memory.initial_state(1), emb[:, 7:], start[:, 7:], surprise[:, 7:])
     torch.testing.assert_close(tokens[:, 7:], fresh, atol=1e-5, rtol=0)
-    assert torch.equal(tokens[0, 7, 1:], memory.empty.expand(2, D))  # the first step retrieves nothing
+    assert torch.equal(tokens[0, 7, 1:], memory.empty.expand(3, D))  # the first step retrieves nothing (top-2, soft)
 
 
 def test_the_matching_stored_step_is_retrieved_first(one_thread):

@@ -5,7 +5,13 @@ acting) and ``retrieval`` (a per-episode, per-env store read by top-k inner prod
 composes them into the ``(B, M, d)`` memory tokens of ``devlearn.model.context.Window``:
 
 * ``M = 1`` *gist* token: the SSM's output after this step, a running summary of the episode;
-* ``M = k`` *retrieved* tokens: the stored steps whose embedding best matches this step's query.
+* ``M = k`` *retrieved* tokens: the stored steps whose embedding best matches this step's query;
+* ``M = 1`` *soft read* token (``soft=True``, with a store): the softmax-weighted mean of every stored
+  step's embedding under the same query. It costs nothing beyond the top-k's ``bmm`` (the scores are
+  shared), and it is what lets the query learn: a top-k read passes gradient only to the k entries it
+  picked, so a fact that is never picked is never pulled towards; the softmax passes gradient to every
+  stored entry, the unpicked fact included (docs/benchmarks.md: without it the agent could not learn to
+  recall at delay 200).
 
 Per step ``t`` of each sub-env, in this order (the same in ``step`` and in ``sequence``):
 
@@ -13,7 +19,8 @@ Per step ``t`` of each sub-env, in this order (the same in ``step`` and in ``seq
 2. **read**: the query ``W_q e_t`` picks the top ``k`` stored steps (steps ``< t`` of this episode) by
    inner product with their embeddings; each becomes ``sigmoid(score / sqrt(d)) * W_v e_s`` plus a
    type embedding, and an empty slot becomes a learned *empty* token (memory tokens carry no mask
-   in ``Core.layout``, so "nothing here" must be a token the core can learn to ignore);
+   in ``Core.layout``, so "nothing here" must be a token the core can learn to ignore); the soft read
+   is ``W_v sum_s softmax_s(score / sqrt(d)) e_s`` plus its own type embedding;
 3. **gist**: the SSM reads ``e_t`` (plus, in ``hybrid``, ``W_r`` of the mean retrieved embedding: what was
    recalled re-enters the running summary, DESIGN.md's "resurfacing") and its output is the gist token;
 4. **write**: ``e_t`` is offered to the store (every step, or only above the surprise threshold).
@@ -23,6 +30,8 @@ episode starts and surprises), so the update recomputes them exactly (``sequence
 ``snapshot`` taken while acting, as sb3-contrib's RecurrentPPO does with LSTM states. Gradients flow
 into ``W_q`` (through the scores), ``W_v``, ``W_r``, the SSM and the current embeddings; stored
 embeddings are constants (no backpropagation into the past beyond the segment, nor through the store).
+The update's soft read attends over the store at the segment's start plus the segment's own writes,
+each masked to the steps where acting's store held it (``soft_visibility``): what acting read, exactly.
 
 Variants (``MemoryConfig.variant``): ``none`` and ``window`` give no memory tokens (the core's window
 is then all the agent remembers: ``none`` is meant with a window of 1 step, ``window`` with the
@@ -33,6 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -43,7 +53,7 @@ from devlearn.model.memory.ssm import SelectiveSSM
 VARIANTS = ("none", "window", "ssm", "retrieval", "hybrid")
 STATS = ("steps", "writes", "hits", "retrieved", "age")  # MemoryState.counts, in this order
 
-__all__ = ["VARIANTS", "Memory", "MemoryConfig", "MemoryState", "RetrievalStore", "Retrieved", "SelectiveSSM"]
+__all__ = ["VARIANTS", "Memory", "MemoryConfig", "MemoryState", "Reads", "RetrievalStore", "Retrieved", "SelectiveSSM"]
 
 
 @dataclass
@@ -51,13 +61,23 @@ class MemoryConfig:
     """Memory for long episodes (``memory=`` on the command line)."""
 
     variant: str = "hybrid"  # none | window | ssm | retrieval | hybrid
-    k: int = 4  # retrieved tokens per step
+    k: int = 1  # retrieved tokens per step (1: the probe learned recall with 1 and not with 4; docs/benchmarks.md)
     capacity: int = 1024  # stored steps per episode and env (eviction: lowest surprise, then oldest)
     write: str = "always"  # always | surprise (only steps with surprise > threshold are stored)
     threshold: float = 0.0
     n_heads: int = 4  # SSM heads
     d_state: int = 16  # SSM state size per channel
     chunk: int = 64  # SSM chunk length for the parallel scan
+    soft: bool = True  # one more token: a softmax read over the whole store (gradient to every entry)
+
+
+class Reads(NamedTuple):
+    """What acting's store did over a segment of ``T`` steps (``Memory.replay``), for the update to read again."""
+
+    values: Tensor  # (E, T, k, d) the top-k entries each step read, best first; zeros where not valid
+    valid: Tensor  # (E, T, k) bool
+    slots: Tensor  # (E, T) long: the store slot each step's entry was written to, -1 where not stored
+    keys: Tensor  # (E, T, d): what each step offered the store (its embedding when it acted)
 
 
 class MemoryState:
@@ -123,16 +143,21 @@ class Memory(nn.Module):
         self.d_model = d_model
         self.uses_ssm = cfg.variant in ("ssm", "hybrid")
         self.uses_store = cfg.variant in ("retrieval", "hybrid")
-        self.n_tokens = int(self.uses_ssm) + (cfg.k if self.uses_store else 0)
+        self.soft = self.uses_store and bool(cfg.soft)
+        self.n_tokens = int(self.uses_ssm) + (cfg.k if self.uses_store else 0) + int(self.soft)
         if self.uses_ssm:
             self.ssm = SelectiveSSM(d_model, n_heads=cfg.n_heads, d_state=cfg.d_state, chunk=cfg.chunk)
             self.gist_type = nn.Parameter(torch.zeros(d_model))
         if self.uses_store:
             RetrievalStore(1, cfg.capacity, 1, 1, write=cfg.write)  # validate capacity and write mode now
             self.query = nn.Linear(d_model, d_model, bias=False)
+            if self.soft:  # the first reads are uniform: no random preference of a fresh query hides the fact
+                nn.init.zeros_(self.query.weight)
             self.value = nn.Linear(d_model, d_model)
-            self.retrieved_type = nn.Parameter(torch.zeros(d_model))
+            self.retrieved_type = nn.Parameter(torch.zeros(cfg.k, d_model))  # one per rank: memory tokens carry no position
             self.empty = nn.Parameter(torch.randn(d_model) * 0.02)
+        if self.soft:
+            self.soft_type = nn.Parameter(torch.zeros(d_model))
         if self.uses_ssm and self.uses_store:
             self.resurface = nn.Linear(d_model, d_model)
             nn.init.zeros_(self.resurface.weight)  # starts as a plain SSM over the step embeddings
@@ -167,24 +192,29 @@ class Memory(nn.Module):
         state.t = torch.where(start, 0, state.t + 1)
         if self.n_tokens == 0:
             return None
-        retrieved = None
+        retrieved = soft = None
         if self.uses_store:
             state.store.reset(start)
-            got = state.store.read(self.query(emb).detach(), self.cfg.k)
+            query = self.query(emb).detach()
+            scores = state.store.scores(query)  # (E, 1, C): shared by the top-k and the soft read
+            got = state.store.read(query, self.cfg.k, scores)
             retrieved = (got.values[:, 0], got.valid[:, 0])
+            if self.soft:
+                mixed, held = self._soft_read(scores, state.store.values)
+                soft = (mixed[:, 0], held[:, 0])
         gist = None
         if self.uses_ssm:
             u = self._ssm_input(emb, retrieved)
             gist, state.ssm = self.ssm.step(u, state.ssm, reset=start)
         if self.uses_store:
-            stored = state.store.write(emb, emb, state.t, state.t, surprise)
+            stored = state.store.write(emb, emb, state.t, state.t, surprise) >= 0
             valid = got.valid[:, 0]
             state.last_read = torch.where(valid, got.steps[:, 0], -1)
             age = ((state.t[:, None] - got.steps[:, 0]) * valid).sum()
             state.counts += torch.stack(
                 [emb.new_tensor(len(emb)), stored.sum(), valid.any(-1).sum(), valid.sum(), age]
             ).to(state.counts.dtype)
-        return self._tokens(emb, gist, retrieved)
+        return self._tokens(emb, gist, retrieved, soft)
 
     # --- the update: a whole segment --------------------------------------------------------------
     def sequence(
@@ -193,15 +223,15 @@ class Memory(nn.Module):
         emb: Tensor,
         start: Tensor,
         surprise: Tensor | None = None,
-        retrieved: tuple[Tensor, Tensor] | None = None,
+        retrieved: Reads | None = None,
     ) -> Tensor | None:
         """Memory tokens ``(E, T, M, d)`` for a segment ``emb (E, T, d)``; advances ``state`` to its end.
 
         Equal to ``T`` calls of ``step`` from the same state (tested); the SSM runs as a parallel
         scan, and the store replays the segment's reads and writes. Pass a ``snapshot`` to keep the original.
 
-        ``retrieved``: the store's reads of this segment from an earlier replay (``(values, valid)``, as
-        ``replay`` returns them), to skip the step-by-step replay. Reads return stored embeddings, constants
+        ``retrieved``: the store's reads of this segment from an earlier replay (``Reads``, as ``replay``
+        returns them; ``state`` must then still be the segment's start), to skip the step-by-step replay. Reads return stored embeddings, constants
         to the gradient, so the only thing a fresh replay would change is which entries a query picks
         after the parameters moved: an update may read what acting read (as RecurrentPPO starts each
         sequence from the hidden state acting had) and spend its time on the differentiable parts.
@@ -210,12 +240,52 @@ class Memory(nn.Module):
         state.t = steps[:, -1].clone()
         if self.n_tokens == 0:
             return None
-        if self.uses_store and retrieved is None:
-            retrieved = self.replay(state, emb, start, steps, surprise)
+        soft, topk = None, None
+        if self.uses_store:
+            before = state.store if retrieved is not None else state.store.clone()  # the store at the segment's start
+            if retrieved is None:
+                retrieved = self.replay(state, emb, start, steps, surprise)
+            topk = (retrieved.values, retrieved.valid)
+            if self.soft:
+                keys = torch.cat([before.keys, retrieved.keys], 1)  # (E, C + T, d)
+                values = torch.cat([before.values, retrieved.keys], 1)  # a step's entry is its embedding
+                scores = (self.query(emb) @ keys.transpose(1, 2)).masked_fill(
+                    ~self.soft_visibility(before.filled, retrieved.slots, start), -torch.inf
+                )
+                soft = self._soft_read(scores, values)
         gist = None
         if self.uses_ssm:
-            gist, state.ssm = self.ssm(self._ssm_input(emb, retrieved), state.ssm, reset=start)
-        return self._tokens(emb, gist, retrieved)
+            gist, state.ssm = self.ssm(self._ssm_input(emb, topk), state.ssm, reset=start)
+        return self._tokens(emb, gist, topk, soft)
+
+    @staticmethod
+    def soft_visibility(filled: Tensor, slots: Tensor, start: Tensor) -> Tensor:
+        """``(E, T, C + T)`` bool: which entries acting's store held when step ``i`` of a segment read it.
+
+        The candidates are the ``C`` slots of the store at the segment's start (``filled (E, C)``) and the
+        segment's own ``T`` writes (``slots (E, T)``: where each went, -1 if not stored). Step ``i`` reads
+        before it writes, after its episode start (if any) emptied the store. So a start slot is held until
+        an episode starts or a segment write lands in it; the write of step ``s`` is held at steps
+        ``s < i`` of its episode until a later write takes its slot.
+        """
+        e, t = slots.shape
+        c = filled.shape[1]
+        step = torch.arange(t, device=slots.device)
+        episode = start.long().cumsum(1)  # (E, T): steps of one episode share it
+        landed = slots.unsqueeze(-1) == torch.arange(c, device=slots.device)  # (E, T, C): step s wrote slot c
+        taken = (landed.long().cumsum(1) - landed.long()) > 0  # (E, T, C): a write before step i took slot c
+        held_start = filled.unsqueeze(1) & ~taken & (episode == 0).unsqueeze(-1)
+        same = (slots.unsqueeze(2) == slots.unsqueeze(1)) & (slots >= 0).unsqueeze(2)  # (E, s, s')
+        later = same & (step.view(1, 1, t) > step.view(1, t, 1))
+        retaken = torch.where(later, step.view(1, 1, t), t).min(2).values  # (E, s): the next write to s's slot
+        i, s = step.view(1, t, 1), step.view(1, 1, t)
+        held_seg = (
+            (slots >= 0).unsqueeze(1)
+            & (s < i)
+            & (i <= retaken.unsqueeze(1))
+            & (episode.unsqueeze(2) == episode.unsqueeze(1))
+        )
+        return torch.cat([held_start, held_seg], 2)
 
     @staticmethod
     def episode_steps(state: MemoryState, start: Tensor) -> Tensor:
@@ -228,28 +298,27 @@ class Memory(nn.Module):
     @torch.no_grad()
     def replay(
         self, state: MemoryState, emb: Tensor, start: Tensor, steps: Tensor, surprise: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """The store's reads and writes of a segment, in step order: ``(values (E, T, k, d), valid (E, T, k))``.
+    ) -> Reads:
+        """The store's reads and writes of a segment, in step order (``Reads``).
 
         They depend on no SSM output, and advance ``state.store`` to the segment's end. ``steps``: each
         position's step in its episode.
         """
         t = emb.shape[1]
-        queries = self.query(emb).detach()
-        values, valid = [], []
+        emb = emb.detach()
+        queries = self.query(emb)
+        values, valid, slots = [], [], []
         for i in range(t):
             state.store.reset(start[:, i])
             got = state.store.read(queries[:, i], self.cfg.k)
             values.append(got.values[:, 0])
             valid.append(got.valid[:, 0])
-            state.store.write(
-                emb[:, i],
-                emb[:, i],
-                steps[:, i],
-                steps[:, i],
-                None if surprise is None else surprise[:, i],
+            slots.append(
+                state.store.write(
+                    emb[:, i], emb[:, i], steps[:, i], steps[:, i], None if surprise is None else surprise[:, i]
+                )
             )
-        return torch.stack(values, 1), torch.stack(valid, 1)
+        return Reads(torch.stack(values, 1), torch.stack(valid, 1), torch.stack(slots, 1), emb)
 
     # --- shared by both paths ---------------------------------------------------------------------
     def _ssm_input(self, emb: Tensor, retrieved: tuple[Tensor, Tensor] | None) -> Tensor:
@@ -261,8 +330,23 @@ class Memory(nn.Module):
             values.sum(-2) / count
         )  # invalid values are zeros: a mean of the valid ones
 
-    def _tokens(self, emb: Tensor, gist: Tensor | None, retrieved: tuple[Tensor, Tensor] | None) -> Tensor:
-        """``emb (*lead, d)`` -> tokens ``(*lead, M, d)``: the gist first, then the retrieved steps, best first."""
+    def _soft_read(self, scores: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        """Softmax over the entries (``scores (E, Q, N)``, -inf where not held) of ``values (E, N, d)``.
+
+        Returns ``(mixed (E, Q, d), held (E, Q) bool)``; ``mixed`` is zero where nothing is held.
+        """
+        held = torch.isfinite(scores).any(-1)
+        weights = torch.softmax(scores.masked_fill(~held.unsqueeze(-1), 0) / math.sqrt(self.d_model), -1)
+        return torch.bmm(weights * held.unsqueeze(-1), values), held
+
+    def _tokens(
+        self,
+        emb: Tensor,
+        gist: Tensor | None,
+        retrieved: tuple[Tensor, Tensor] | None,
+        soft: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        """``emb (*lead, d)`` -> tokens ``(*lead, M, d)``: the gist, the retrieved steps (best first), the soft read."""
         parts = []
         if gist is not None:
             parts.append((gist + self.gist_type).unsqueeze(-2))
@@ -271,4 +355,8 @@ class Memory(nn.Module):
             score = (values @ self.query(emb).unsqueeze(-1)).squeeze(-1) / math.sqrt(self.d_model)
             tokens = torch.sigmoid(score).unsqueeze(-1) * self.value(values) + self.retrieved_type
             parts.append(torch.where(valid.unsqueeze(-1), tokens, self.empty))
+        if soft is not None:
+            mixed, held = soft  # (*lead, d), (*lead,)
+            token = torch.where(held.unsqueeze(-1), self.value(mixed) + self.soft_type, self.empty)
+            parts.append(token.unsqueeze(-2))
         return torch.cat(parts, dim=-2)
