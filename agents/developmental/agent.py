@@ -211,7 +211,7 @@ class DevelopmentalAgent:
                 # after a step that was not real (an autoreset), the observation begins a new episode
                 obs = to_device(obs, self.device)
                 if self.surprise_writes:
-                    C.surprise[:, j + 1] = self._acting_surprise(j, obs, flags)
+                    C.surprise[:, j + 1] = self.acting_surprise(C, j, obs, flags[4] > 0)
                 C.put(j + 1, obs, flags[4] == 0, encoder)
                 if self.novelty is not None:
                     # The bonus belongs to the transition's next state: r_j += coef x novelty(o_{j+1}), 1 on
@@ -251,26 +251,28 @@ class DevelopmentalAgent:
         with torch.inference_mode():
             self._novelty_center = self.net.core.encoder(C.gather_obs(index)).mean(0)
 
-    def _acting_surprise(self, j: int, next_obs: Any, flags: Tensor) -> Tensor:
+    def acting_surprise(self, C: SequenceContext, j: int, next_obs: Any, real: Tensor) -> Tensor:
         """Surprise of o_{j+1} under the world model that acted (``memory.write=surprise`` gates the store on it).
 
-        A new episode's first observation cannot be predicted from the last episode: its surprise is
-        infinite, so it is always stored (Recall's fact, Inbox's instruction) and never evicted.
+        ``C``: the context that acted (training's, or an evaluation policy's); ``real``: ``(E,)`` bool, False
+        where o_{j+1} begins a new episode. Such a first observation cannot be predicted from the last
+        episode: its surprise is infinite, so it is always stored (Recall's fact, Inbox's instruction) and
+        never evicted. Surprise reads only the observations, so evaluation (no rewards) measures it too.
         """
-        C = self.context
         w = C.acting_window(j)  # its last action is now the one taken
         h_act = self.net.core.states(w.obs, w.act, w.valid, w.memory, last=1)[1]
+        zeros = torch.zeros_like(real, dtype=torch.float32)[:, None]
         batch = {
             "obs": tree_map(lambda b: b[:, j : j + 1], C.obs),
             "next_obs": tree_map(lambda x: x[:, None], next_obs),
-            "reward": flags[0, :, None],
-            "terminated": flags[1, :, None] > 0,
-            "catastrophe": flags[3, :, None] > 0,
-            "mask": flags[4, :, None] > 0,
+            "reward": zeros,  # the heads below the observation's do not enter surprise
+            "terminated": zeros > 0,
+            "catastrophe": zeros > 0,
+            "mask": real[:, None],
             "action": w.act[:, -1:],
         }
         surprise = self.wm.loss(h_act, batch)[2][:, 0]
-        return torch.where(flags[4] > 0, surprise, torch.inf)
+        return torch.where(real, surprise, torch.inf)
 
     def _windows(self, env: Tensor, j: Tensor) -> tuple[Window, Tensor]:
         """The update's windows of the steps at positions ``j`` of sub-envs ``env`` (see ``SequenceContext``)."""
@@ -539,6 +541,8 @@ class DevelopmentalPolicy:
                     C.carry_over()
                     self.j = C.first
                 start = torch.as_tensor(np.asarray(episode_start, dtype=bool), device=agent.device)
+                if agent.surprise_writes:  # store what the world model failed to predict, as in training
+                    C.surprise[:, self.j + 1] = agent.acting_surprise(C, self.j, obs, ~start)
                 C.put(self.j + 1, obs, start, encoder)
                 self.j += 1
             C = self.context
