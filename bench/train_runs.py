@@ -147,11 +147,29 @@ def run_train(
     )
 
 
+def median_ci(values: Sequence[float], resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """A percentile-bootstrap 95% confidence interval of the median of ``values`` (seeds resampled with replacement)."""
+    import numpy as np
+
+    x = np.asarray(values, dtype=float)
+    draws = np.random.default_rng(seed).choice(x, size=(resamples, len(x)), replace=True)
+    low, high = np.percentile(np.median(draws, axis=1), [2.5, 97.5])
+    return float(low), float(high)
+
+
 def spread(values: Sequence[float]) -> dict[str, float | int | None]:
-    """Median, min and max of ``values`` (all None when there are none) and how many there were."""
+    """Median, min, max and the median's bootstrap 95% CI of ``values`` (all None when there are none), and their count."""
     if not values:
-        return {"median": None, "min": None, "max": None, "n": 0}
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+        return {"median": None, "min": None, "max": None, "ci_low": None, "ci_high": None, "n": 0}
+    low, high = median_ci(values)
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "ci_low": low,
+        "ci_high": high,
+        "n": len(values),
+    }
 
 
 def versions() -> dict[str, str | None]:

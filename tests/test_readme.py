@@ -1,6 +1,7 @@
 """Every command the README shows runs, and CI runs the README's own test command."""
 
 import importlib.util
+import json
 import math
 import os
 import re
@@ -62,6 +63,8 @@ def test_quickstart_trains_the_default_agent(tmp_path):
         assert re.search(rf"^{split} sampled\s+-?\d", out.stdout, flags=re.M), out.stdout
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert list((run_dir / "tb").glob("events.out.tfevents.*")) and (run_dir / "checkpoint.pt").is_file()
+    monitors = json.loads((run_dir / "results.json").read_text())["monitors"]  # the world model's end figures
+    assert {"world_model/acc_changed", "world_model/acc_obs", "world_model/acc_obs_copy"} <= set(monitors), monitors
 
 
 def expected_runs(args: list[str]) -> int:

@@ -35,6 +35,10 @@ def _number(value: Any) -> bool:
 COUNTERS = ("episodes_total", "catastrophes_total", "cost_total", "rollbacks_total", "resumes")
 
 
+MONITORS = ("world_model/", "shield/", "memory/")  # the tags results.json's ``monitors`` summarizes
+LATE_VALUES = 10
+
+
 class RunLog:
     """Consequence bookkeeping for one run, written to ``writer``.
 
@@ -68,6 +72,8 @@ class RunLog:
         self._t0_step = 0
         self._session_t0 = time.time()
         self._next_print = 0.0
+        # the last LATE_VALUES values of each monitor tag, for results.json's ``monitors`` (this session's)
+        self._late: dict[str, deque[float]] = {}
 
     # --- counters that survive a resume ------------------------------------------------------
     def train_seconds(self) -> float:
@@ -135,10 +141,26 @@ class RunLog:
         return (step - self._t0_step) / max(time.time() - self._t0, 1e-9)
 
     def scalars(self, values: dict[str, float], step: int) -> None:
+        for tag, value in values.items():
+            if tag.startswith(MONITORS):
+                self._late.setdefault(tag, deque(maxlen=LATE_VALUES)).append(float(value))
         if self.writer is None:
             return
         for tag, value in values.items():
             self.writer.add_scalar(tag, value, step)
+
+    def monitors(self) -> dict[str, float]:
+        """The mean of each ``world_model/``, ``shield/`` and ``memory/`` scalar's last ``LATE_VALUES`` values.
+
+        What the run's model ended as, in results.json, so a benchmark can report it without reading
+        TensorBoard (NaN-free: a tag with no finite value is left out). Counts this session only.
+        """
+        out = {}
+        for tag, values in sorted(self._late.items()):
+            finite = [v for v in values if np.isfinite(v)]
+            if finite:
+                out[tag] = float(np.mean(finite))
+        return out
 
     def rollout_end(self, step: int) -> None:
         """Write the headline figures at ``step`` and refresh the progress line."""

@@ -115,6 +115,8 @@ def _identity(cfg: DictConfig, device: str, agent: Any, log: RunLog, seconds: fl
             "rollbacks": log.rollbacks_total,
             **{f"last{log.window}_{k}": v for k, v in log.headline().items()},
         },
+        # world_model/, shield/, memory/: the mean of each tag's last 10 logged values (this session's)
+        "monitors": log.monitors(),
     }
 
 
