@@ -84,6 +84,15 @@ def test_eval_on_heldout_writes_json(cliff_run):
     assert result["sampled"]["episodes"] == 3 and "heldout sampled" in out.stdout
 
 
+def test_evaluate_run_takes_env_arguments_that_replace_the_runs(cliff_run):
+    """``env_kwargs``: the trained agent on a changed env (here episodes cut at 3 steps; bench/inbox_lengths.py: longer inboxes)."""
+    from devlearn.train.evaluate_run import evaluate_run
+
+    run_dir, _ = cliff_run
+    short = evaluate_run(run_dir, "heldout", episodes=2, env_kwargs={"max_steps": 3})
+    assert short["episodes"] == 2 and short["length"] <= 3
+
+
 def test_tensorboard_reads_the_run(cliff_run):
     run_dir, _ = cliff_run
     out = subprocess.run(

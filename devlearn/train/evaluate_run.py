@@ -25,6 +25,7 @@ def evaluate_run(
     dynamic_eval: bool = False,
     dynamic: Any = None,
     progress: TextIO | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate the model saved in ``run_dir`` for ``episodes`` episodes on ``split``; write ``eval-<split>.json``.
 
@@ -32,7 +33,8 @@ def evaluate_run(
     ``DynamicEvalConfig``, default settings when None), one env at a time; the results add the
     world-model loss per transition without and with it, on the same transitions, and go to
     ``eval-<split>-dynamic.json``. The checkpoint is only read. ``progress``: a stream for the
-    progress lines (None: no progress).
+    progress lines (None: no progress). ``env_kwargs``: env constructor arguments that replace the run's
+    (e.g. ``{"num_emails": 100_000}``: an Inbox agent trained on 200 e-mails, evaluated on longer inboxes).
     """
     config_file = run_dir / ".hydra" / "config.yaml"
     if not config_file.is_file() or not has_checkpoint(run_dir):
@@ -44,7 +46,7 @@ def evaluate_run(
     if episodes < 1:
         raise ConfigError(f"episodes={episodes} must be >= 1.")
     cfg = OmegaConf.load(config_file)
-    kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
+    kwargs = {**OmegaConf.to_container(cfg.env.kwargs, resolve=True), **(env_kwargs or {})}
     if kwargs.get("curriculum"):
         kwargs["curriculum"] = 0  # a training curriculum eases the task; evaluation runs the full one
     if accepts_kwarg(cfg.env.id, "split"):
