@@ -77,7 +77,9 @@ class Reads(NamedTuple):
     values: Tensor  # (E, T, k, d) the top-k entries each step read, best first; zeros where not valid
     valid: Tensor  # (E, T, k) bool
     slots: Tensor  # (E, T) long: the store slot each step's entry was written to, -1 where not stored
-    keys: Tensor  # (E, T, d): what each step offered the store (its embedding when it acted)
+    # the soft read's candidates and which of them each step's read saw (None without the soft read):
+    entries: Tensor | None  # (E, C + T, d): the store's C slots at the segment's start, then the segment's T steps
+    held: Tensor | None  # (E, T, C + T) bool (``Memory.soft_visibility``)
 
 
 class MemoryState:
@@ -231,7 +233,7 @@ class Memory(nn.Module):
         scan, and the store replays the segment's reads and writes. Pass a ``snapshot`` to keep the original.
 
         ``retrieved``: the store's reads of this segment from an earlier replay (``Reads``, as ``replay``
-        returns them; ``state`` must then still be the segment's start), to skip the step-by-step replay. Reads return stored embeddings, constants
+        returns them), to skip the step-by-step replay. Reads return stored embeddings, constants
         to the gradient, so the only thing a fresh replay would change is which entries a query picks
         after the parameters moved: an update may read what acting read (as RecurrentPPO starts each
         sequence from the hidden state acting had) and spend its time on the differentiable parts.
@@ -242,17 +244,12 @@ class Memory(nn.Module):
             return None
         soft, topk = None, None
         if self.uses_store:
-            before = state.store if retrieved is not None else state.store.clone()  # the store at the segment's start
             if retrieved is None:
                 retrieved = self.replay(state, emb, start, steps, surprise)
             topk = (retrieved.values, retrieved.valid)
-            if self.soft:
-                keys = torch.cat([before.keys, retrieved.keys], 1)  # (E, C + T, d)
-                values = torch.cat([before.values, retrieved.keys], 1)  # a step's entry is its embedding
-                scores = (self.query(emb) @ keys.transpose(1, 2)).masked_fill(
-                    ~self.soft_visibility(before.filled, retrieved.slots, start), -torch.inf
-                )
-                soft = self._soft_read(scores, values)
+            if self.soft:  # stored keys and values are both the step's embedding
+                scores = (self.query(emb) @ retrieved.entries.transpose(1, 2)).masked_fill(~retrieved.held, -torch.inf)
+                soft = self._soft_read(scores, retrieved.entries)
         gist = None
         if self.uses_ssm:
             gist, state.ssm = self.ssm(self._ssm_input(emb, topk), state.ssm, reset=start)
@@ -307,6 +304,8 @@ class Memory(nn.Module):
         t = emb.shape[1]
         emb = emb.detach()
         queries = self.query(emb)
+        if self.soft:  # the store at the segment's start: the soft read's first C candidates
+            first_entries, first_filled = state.store.values.clone(), state.store.filled.clone()
         values, valid, slots = [], [], []
         for i in range(t):
             state.store.reset(start[:, i])
@@ -318,7 +317,12 @@ class Memory(nn.Module):
                     emb[:, i], emb[:, i], steps[:, i], steps[:, i], None if surprise is None else surprise[:, i]
                 )
             )
-        return Reads(torch.stack(values, 1), torch.stack(valid, 1), torch.stack(slots, 1), emb)
+        slots = torch.stack(slots, 1)
+        entries = held = None
+        if self.soft:  # computed once per segment here, not in every minibatch's ``sequence``
+            entries = torch.cat([first_entries, emb], 1)
+            held = self.soft_visibility(first_filled, slots, start)
+        return Reads(torch.stack(values, 1), torch.stack(valid, 1), slots, entries, held)
 
     # --- shared by both paths ---------------------------------------------------------------------
     def _ssm_input(self, emb: Tensor, retrieved: tuple[Tensor, Tensor] | None) -> Tensor:
