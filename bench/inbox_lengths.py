@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
 import statistics
 import tempfile
 import time
@@ -122,7 +121,7 @@ def main() -> None:
         settings = vars(args)
         trained_results = {o.name: o.results for o in trained}
         out.write_text(json.dumps({"args": settings, "machine": machine_facts("cpu"), "versions": versions(),
-                                   "training": trained_results, "evals": evals, "cpus": os.cpu_count()}, indent=2))
+                                   "training": trained_results, "evals": evals}, indent=2))
         print(f"wrote {out}")
 
 

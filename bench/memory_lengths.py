@@ -119,6 +119,8 @@ def main() -> None:
         p.error("--load needs --weights-dir")
     try:
         stages = [tuple(int(x) for x in stage.split(":")) for stage in args.stages]
+        if any(len(stage) != 2 or min(stage) < 1 for stage in stages):
+            raise ValueError
     except ValueError:
         p.error(f"--stages {args.stages}: expected DELAY:UPDATES pairs, e.g. 20:300 200:60")
     overrides: dict[str, Any] = {}

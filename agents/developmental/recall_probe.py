@@ -120,7 +120,7 @@ def recall_probe(
 
     ``return_agent``: the trained agent is in the result too (``"agent"``), for further evaluation.
     """
-    if not stages or any(d < 1 or n < 1 for d, n in stages):
+    if not stages or any(len(stage) != 2 or min(stage) < 1 for stage in stages):
         raise ValueError(f"stages={stages!r}: give (delay, updates) pairs of positive integers, e.g. ((20, 300),).")
     torch.manual_seed(seed)
     agent = probe_agent(memory, max(d for d, _ in stages), batch, seed, overrides)

@@ -30,3 +30,5 @@ def test_hybrid_recalls_at_delay_200_where_the_window_is_at_chance() -> None:
 def test_the_probe_refuses_an_empty_curriculum() -> None:
     with pytest.raises(ValueError, match=r"give \(delay, updates\) pairs of positive integers"):
         recall_probe("hybrid", ((20, 0),))
+    with pytest.raises(ValueError, match=r"give \(delay, updates\) pairs"):
+        recall_probe("hybrid", ((20,),))

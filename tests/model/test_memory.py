@@ -156,3 +156,15 @@ def test_memory_scalars_count_what_acting_did(one_thread):
     assert state.pop_stats()["memory/write_rate"] == 0  # popped: counting starts again
     memory.sequence(state.snapshot(), emb, start, surprise)  # a replay counts nothing
     assert state.pop_stats()["memory/write_rate"] == 0
+
+
+def test_soft_top_weight_reports_how_sharply_the_soft_read_looks(one_thread):
+    """A fresh (zero) query reads uniformly: over stores of 1, 2, 3, 4 steps the largest weights are 1, 1/2, 1/3, 1/4."""
+    memory = Memory(D, MemoryConfig(variant="hybrid", capacity=8))
+    state = memory.initial_state(1)
+    emb, start, surprise = segment(1, 5)
+    with torch.no_grad():
+        act(memory, state, emb, start, surprise)
+    stats = state.pop_stats()
+    assert stats["memory/soft_top_weight"] == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 4) / 4)
+    assert "memory/soft_top_weight" not in state.pop_stats()  # nothing read since: no figure, not a stale one

@@ -51,7 +51,7 @@ from devlearn.model.memory.retrieval import RetrievalStore, Retrieved
 from devlearn.model.memory.ssm import SelectiveSSM
 
 VARIANTS = ("none", "window", "ssm", "retrieval", "hybrid")
-STATS = ("steps", "writes", "hits", "retrieved", "age")  # MemoryState.counts, in this order
+STATS = ("steps", "writes", "hits", "retrieved", "age", "soft_top")  # MemoryState.counts, in this order
 
 __all__ = ["VARIANTS", "Memory", "MemoryConfig", "MemoryState", "Reads", "RetrievalStore", "Retrieved", "SelectiveSSM"]
 
@@ -76,7 +76,6 @@ class Reads(NamedTuple):
 
     values: Tensor  # (E, T, k, d) the top-k entries each step read, best first; zeros where not valid
     valid: Tensor  # (E, T, k) bool
-    slots: Tensor  # (E, T) long: the store slot each step's entry was written to, -1 where not stored
     # the soft read's candidates and which of them each step's read saw (None without the soft read):
     entries: Tensor | None  # (E, C + T, d): the store's C slots at the segment's start, then the segment's T steps
     held: Tensor | None  # (E, T, C + T) bool (``Memory.soft_visibility``)
@@ -103,6 +102,8 @@ class MemoryState:
             out["memory/write_rate"] = c["writes"] / max(c["steps"], 1)  # stored / offered
             out["memory/hit_rate"] = c["hits"] / max(c["steps"], 1)  # reads that returned >= 1 entry
             out["memory/retrieved_age"] = c["age"] / max(c["retrieved"], 1)  # steps back, mean over entries
+            if c["soft_top"] > 0:  # the soft read's largest weight, mean over reads: 1 = all on one step, 1/n = uniform
+                out["memory/soft_top_weight"] = c["soft_top"] / max(c["hits"], 1)
         if self.ssm is not None:
             out["memory/ssm_state_norm"] = float(self.ssm.detach().flatten(1).norm(dim=1).mean())
         return out
@@ -195,6 +196,7 @@ class Memory(nn.Module):
         if self.n_tokens == 0:
             return None
         retrieved = soft = None
+        soft_top = emb.new_zeros(())
         if self.uses_store:
             state.store.reset(start)
             query = self.query(emb).detach()
@@ -202,8 +204,9 @@ class Memory(nn.Module):
             got = state.store.read(query, self.cfg.k, scores)
             retrieved = (got.values[:, 0], got.valid[:, 0])
             if self.soft:
-                mixed, held = self._soft_read(scores, state.store.values)
+                mixed, held, weights = self._soft_read(scores, state.store.values)
                 soft = (mixed[:, 0], held[:, 0])
+                soft_top = weights[:, 0].max(-1).values.sum()
         gist = None
         if self.uses_ssm:
             u = self._ssm_input(emb, retrieved)
@@ -214,7 +217,7 @@ class Memory(nn.Module):
             state.last_read = torch.where(valid, got.steps[:, 0], -1)
             age = ((state.t[:, None] - got.steps[:, 0]) * valid).sum()
             state.counts += torch.stack(
-                [emb.new_tensor(len(emb)), stored.sum(), valid.any(-1).sum(), valid.sum(), age]
+                [emb.new_tensor(len(emb)), stored.sum(), valid.any(-1).sum(), valid.sum(), age, soft_top]
             ).to(state.counts.dtype)
         return self._tokens(emb, gist, retrieved, soft)
 
@@ -249,7 +252,7 @@ class Memory(nn.Module):
             topk = (retrieved.values, retrieved.valid)
             if self.soft:  # stored keys and values are both the step's embedding
                 scores = (self.query(emb) @ retrieved.entries.transpose(1, 2)).masked_fill(~retrieved.held, -torch.inf)
-                soft = self._soft_read(scores, retrieved.entries)
+                soft = self._soft_read(scores, retrieved.entries)[:2]
         gist = None
         if self.uses_ssm:
             gist, state.ssm = self.ssm(self._ssm_input(emb, topk), state.ssm, reset=start)
@@ -322,7 +325,7 @@ class Memory(nn.Module):
         if self.soft:  # computed once per segment here, not in every minibatch's ``sequence``
             entries = torch.cat([first_entries, emb], 1)
             held = self.soft_visibility(first_filled, slots, start)
-        return Reads(torch.stack(values, 1), torch.stack(valid, 1), slots, entries, held)
+        return Reads(torch.stack(values, 1), torch.stack(valid, 1), entries, held)
 
     # --- shared by both paths ---------------------------------------------------------------------
     def _ssm_input(self, emb: Tensor, retrieved: tuple[Tensor, Tensor] | None) -> Tensor:
@@ -334,14 +337,16 @@ class Memory(nn.Module):
             values.sum(-2) / count
         )  # invalid values are zeros: a mean of the valid ones
 
-    def _soft_read(self, scores: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+    def _soft_read(self, scores: Tensor, values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Softmax over the entries (``scores (E, Q, N)``, -inf where not held) of ``values (E, N, d)``.
 
-        Returns ``(mixed (E, Q, d), held (E, Q) bool)``; ``mixed`` is zero where nothing is held.
+        Returns ``(mixed (E, Q, d), held (E, Q) bool, weights (E, Q, N))``; ``mixed`` and ``weights`` are zero
+        where nothing is held.
         """
         held = torch.isfinite(scores).any(-1)
         weights = torch.softmax(scores.masked_fill(~held.unsqueeze(-1), 0) / math.sqrt(self.d_model), -1)
-        return torch.bmm(weights * held.unsqueeze(-1), values), held
+        weights = weights * held.unsqueeze(-1)
+        return torch.bmm(weights, values), held, weights
 
     def _tokens(
         self,
