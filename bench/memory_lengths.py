@@ -2,7 +2,7 @@
 
 Each (variant, seed) trains the developmental agent's network with the supervised recall probe
 (``devlearn.agents.developmental.recall_probe``: the agent's context, memory replay, core and action
-head; the answer's cross-entropy instead of PPO's noise) on ``devlearn/Recall-v0``, at delay 20 then 200
+head; the answer's cross-entropy instead of PPO's noise) on ``devlearn/Recall-v0``, at delay 10 then 200
 (``--stages``),
 then evaluates its evaluation policy (``agent.policy()``, argmax, memory bounded by ``memory.capacity``)
 on held-out episodes whose question comes after each of ``--lengths`` steps. Trained at one length, does
@@ -68,8 +68,9 @@ def one_run(job: dict[str, Any]) -> dict[str, Any]:
     with torch.no_grad():
         for length in job["lengths"]:
             t0 = time.perf_counter()
-            accuracy[str(length)] = answer_accuracy(agent, length, job["episodes"], seed=10_000_019 + job["seed"])
+            accuracy[str(length)] = answer_accuracy(agent, length, job["episodes"], seed=job["eval_seed"] + job["seed"])
             seconds[str(length)] = round(time.perf_counter() - t0, 1)
+            print(f"  {job['variant']} seed {job['seed']}: {accuracy[str(length)]:.2f} at {length:,} ({seconds[str(length)]} s)", flush=True)
             if accuracy[str(length)] <= result["chance"] + job["broken"]:
                 broken_at = length
                 break
@@ -99,7 +100,7 @@ def main() -> None:
     p.add_argument(
         "--stages",
         nargs="+",
-        default=["20:300", "200:60"],
+        default=["10:300", "200:60"],
         help="the probe's curriculum: DELAY:UPDATES pairs (32 episodes an update)",
     )
     p.add_argument("--weights-dir", type=Path, default=None, help="save each trained network here (VARIANT-SEED.pt)")
@@ -107,6 +108,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lengths", type=int, nargs="+", default=[100, 1_000, 10_000, 100_000])
     p.add_argument("--episodes", type=int, default=32, help="held-out episodes per length")
+    p.add_argument(
+        "--eval-seed", type=int, default=10_000_019, help="held-out episodes are drawn from this seed + the run's seed"
+    )
     p.add_argument("--broken", type=float, default=0.1, help="accuracy within this of chance counts as broken")
     p.add_argument("--override", nargs="*", default=[], help="agent keys for every run, e.g. memory.k=4")
     p.add_argument("--jobs", type=int, default=2)
@@ -139,6 +143,7 @@ def main() -> None:
             "lr": args.lr,
             "lengths": args.lengths,
             "episodes": args.episodes,
+            "eval_seed": args.eval_seed,
             "broken": args.broken,
             "overrides": overrides,
         }

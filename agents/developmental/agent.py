@@ -261,17 +261,8 @@ class DevelopmentalAgent:
         """
         w = C.acting_window(j)  # its last action is now the one taken
         h_act = self.net.core.states(w.obs, w.act, w.valid, w.memory, last=1)[1]
-        zeros = torch.zeros_like(real, dtype=torch.float32)[:, None]
-        batch = {
-            "obs": tree_map(lambda b: b[:, j : j + 1], C.obs),
-            "next_obs": tree_map(lambda x: x[:, None], next_obs),
-            "reward": zeros,  # the heads below the observation's do not enter surprise
-            "terminated": zeros > 0,
-            "catastrophe": zeros > 0,
-            "mask": real[:, None],
-            "action": w.act[:, -1:],
-        }
-        surprise = self.wm.loss(h_act, batch)[2][:, 0]
+        obs = tree_map(lambda b: b[:, j : j + 1], C.obs)
+        surprise = self.wm.surprise(h_act, obs, tree_map(lambda x: x[:, None], next_obs))[:, 0]
         return torch.where(real, surprise, torch.inf)
 
     def _windows(self, env: Tensor, j: Tensor) -> tuple[Window, Tensor]:

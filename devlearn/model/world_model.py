@@ -243,6 +243,32 @@ class WorldModel(nn.Module):
                 first = err
         return losses, first
 
+    @torch.no_grad()
+    def surprise(self, h_act: Tensor, obs: Any, next_obs: Any) -> Tensor:
+        """Surprise of o_{t+1} after ``h_act (B, T, d)`` from o_t, ``(B, T)``: what ``loss`` returns as its third value.
+
+        Only the observation's terms (nats per changed exact token; the 1-step latent error where the
+        observation has no exact targets), none of the heads or accuracies ``loss`` also computes: acting
+        with ``memory.write=surprise`` pays it every step.
+        """
+        if self.has_exact:
+            targets = self.tokenizer.targets(next_obs)[..., self.exact_tokens, :]
+            current = self.tokenizer.targets(obs)[..., self.exact_tokens, :]
+            nll = self._token_nll(self.exact_logits(h_act, obs, current=current), targets)
+            surprise = nll.sum(-1) / (targets != current).any(-1).sum(-1).clamp(min=1)
+        else:
+            surprise = h_act.new_zeros(h_act.shape[:-1])
+        if self.cfg.latent and not self.tokenizer.has_exact_targets:
+            z, target = self.predictor(h_act), self.target(next_obs)
+            surprise = surprise + (1 - F.cosine_similarity(z, target, dim=-1))
+        return surprise
+
+    @staticmethod
+    def _token_nll(logits: Tensor, targets: Tensor) -> Tensor:
+        """``(B, T, n)``: nats per exact token (summed over its target groups; -1 targets count 0)."""
+        nll = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=-1, reduction="none")
+        return nll.view(targets.shape).sum(-1)
+
     def loss(
         self, h_act: Tensor, batch: dict[str, Any], sample: bool = False
     ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
@@ -307,8 +333,7 @@ class WorldModel(nn.Module):
                 targets, current = targets.gather(2, pick), current.gather(2, pick)
             else:
                 logits = self.exact_logits(h_act, batch["obs"], current=current)
-            nll = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=-1, reduction="none")
-            nll = nll.view(targets.shape).sum(-1)  # (B, T, n): nats per token
+            nll = self._token_nll(logits, targets)  # (B, T, n): nats per token
             changed = (targets != current).any(-1)  # (B, T, n): the tokens the step changed
             n_changed = changed.sum(-1)
             mean_changed = (nll * changed).sum(-1) / n_changed.clamp(min=1)

@@ -2,7 +2,7 @@
 
 The agent's own network, context, memory replay and action head, trained by the supervised recall probe
 (``devlearn.agents.developmental.recall_probe``) and evaluated by its evaluation policy on held-out
-episodes. The curriculum (300 updates at delay 20, 60 at delay 200) and the seed are fixed: learning to
+episodes. The curriculum (the probe's default: 300 updates at delay 10, 60 at delay 200) and the seed are fixed: learning to
 retrieve is seed-dependent (docs/benchmarks.md, "Recall against episode length"), and this test pins a seed
 that learns on the CI machine's torch; what it guards is that the memory path can carry a fact 200 steps and
 that the window cannot.
@@ -16,7 +16,7 @@ from devlearn.agents.developmental.recall_probe import recall_probe
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-CURRICULUM = ((20, 300), (200, 60))
+CURRICULUM = ((10, 300), (200, 60))
 
 
 def test_hybrid_recalls_at_delay_200_where_the_window_is_at_chance() -> None:

@@ -142,6 +142,29 @@ def test_surprise_is_higher_on_a_contradicting_transition(trained) -> None:
     assert torch.equal(surprised[:, [0, 1, 2, 4, 5, 6, 7]], familiar[:, [0, 1, 2, 4, 5, 6, 7]])
 
 
+def test_surprise_alone_equals_the_surprise_of_the_loss(trained) -> None:
+    """``WorldModel.surprise`` (what acting pays with ``memory.write=surprise``) is ``loss``'s third value."""
+    core, wm, test, _ = trained
+    batch = take(test, np.arange(8))
+    with torch.no_grad():
+        h_act = core(batch["obs"], batch["action"])[1]
+        expected = wm.loss(h_act, batch)[2]
+        got = wm.surprise(h_act, batch["obs"], batch["next_obs"])
+    assert expected.abs().sum() > 0
+    torch.testing.assert_close(got, expected)
+    # continuous observations: the 1-step latent error
+    torch.manual_seed(0)
+    space = spaces.Box(-1.0, 1.0, (10,), np.float32)
+    core, wm = build(space, spaces.Discrete(3))
+    obs = torch.rand(2, T, 10) * 2 - 1
+    zeros = torch.zeros(2, T)
+    cont = {"obs": obs, "next_obs": torch.roll(obs, -1, dims=1), "action": torch.randint(3, (2, T))}
+    cont.update(reward=zeros, terminated=zeros, catastrophe=zeros, mask=torch.ones(2, T, dtype=torch.bool))
+    with torch.no_grad():
+        h_act = core(obs, cont["action"])[1]
+        torch.testing.assert_close(wm.surprise(h_act, obs, cont["next_obs"]), wm.loss(h_act, cont)[2])
+
+
 def test_causal_mask_later_steps_do_not_change_earlier_outputs() -> None:
     torch.manual_seed(0)
     core = Core(GRID_SPACE, ACT_SPACE, CoreConfig(window=T))
