@@ -114,6 +114,9 @@ def test_state_memory_is_bounded_and_bad_config_is_named():
         Memory(D, MemoryConfig(variant="lstm"))
     with pytest.raises(ValueError, match="write='top' is not valid"):
         Memory(D, MemoryConfig(write="top"))
+    with pytest.raises(ValueError, match=r"memory.gist_horizon=-5 must be 0 \(unbounded\) or a positive integer"):
+        Memory(D, MemoryConfig(variant="hybrid", gist_horizon=-5))
+    assert Memory(D, MemoryConfig(variant="ssm", gist_horizon=64)).ssm.horizon == 64
 
 
 def test_core_shows_memory_to_the_last_step_only() -> None:

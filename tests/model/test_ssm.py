@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -95,6 +97,34 @@ def test_resets_forget_the_past_in_both_modes(one_thread):
     assert all(torch.isfinite(p.grad).all() for p in layer.parameters())
 
 
+def test_a_horizon_bounds_how_long_the_state_keeps_adding_up(one_thread):
+    """``horizon=H`` caps every log decay at -1/H: both modes still agree, and the state settles within a few H."""
+    torch.manual_seed(0)
+    layers = {h: SelectiveSSM(d_model=8, n_heads=2, d_state=4, chunk=8, kernel="torch", horizon=h) for h in (0, 10)}
+    layers[10].load_state_dict(layers[0].state_dict())
+    with torch.no_grad():  # the slowest decays Mamba's initialization allows: exp(-1e-3) a step
+        for layer in layers.values():
+            layer.A_log.zero_()
+            layer.dt_bias.fill_(math.log(math.expm1(1e-3)))
+    u = torch.randn(1, 1, 8).expand(2, 400, 8)  # the same input for 400 steps
+    with torch.no_grad():
+        g = layers[10]._project(u)[-1]
+        assert g.max() <= -1 / 10 and layers[0]._project(u)[-1].max() > -1 / 10
+        y, final = layers[10](u)
+        state, ys, norms = None, [], {}
+        for i in range(400):
+            y_t, state = layers[10].step(u[:, i], state)
+            ys.append(y_t)
+        torch.testing.assert_close(y, torch.stack(ys, 1), atol=ATOL, rtol=0)
+        torch.testing.assert_close(final, state, atol=ATOL, rtol=0)
+        for h, layer in layers.items():
+            _, at200 = layer(u[:, :200])
+            _, at400 = layer(u)
+            norms[h] = (at400 - at200).norm() / at400.norm()
+    assert norms[10] < 1e-6  # settled: 200 more steps change nothing
+    assert norms[0] > 0.3  # still adding up after 200 steps: 400 steps reach a state 200 never did
+
+
 def test_bad_arguments_name_what_is_allowed():
     with pytest.raises(ValueError, match="kernel='cuda' is not valid; allowed values: auto, torch, fla"):
         SelectiveSSM(8, kernel="cuda")
@@ -104,6 +134,8 @@ def test_bad_arguments_name_what_is_allowed():
         SelectiveSSM(8, n_heads=0)
     with pytest.raises(ValueError, match="head_dim=0 must be a positive integer"):
         SelectiveSSM(8, head_dim=0)
+    with pytest.raises(ValueError, match=r"horizon=-1 must be 0 \(unbounded\) or a positive integer"):
+        SelectiveSSM(8, horizon=-1)
     layer = SelectiveSSM(8, n_heads=2)
     with pytest.raises(ValueError, match=r"input must be \(B, T, 8\)"):
         layer(torch.zeros(2, 8))

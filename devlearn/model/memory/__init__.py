@@ -68,6 +68,9 @@ class MemoryConfig:
     n_heads: int = 4  # SSM heads
     d_state: int = 16  # SSM state size per channel
     chunk: int = 64  # SSM chunk length for the parallel scan
+    # the gist forgets at least 1/gist_horizon a step (0: unbounded): its state then settles within a few horizons,
+    # so a network trained on short episodes meets the same states in long ones (docs/benchmarks.md)
+    gist_horizon: int = 0
     soft: bool = True  # one more token: a softmax read over the whole store (gradient to every entry)
 
 
@@ -149,7 +152,13 @@ class Memory(nn.Module):
         self.soft = self.uses_store and bool(cfg.soft)
         self.n_tokens = int(self.uses_ssm) + (cfg.k if self.uses_store else 0) + int(self.soft)
         if self.uses_ssm:
-            self.ssm = SelectiveSSM(d_model, n_heads=cfg.n_heads, d_state=cfg.d_state, chunk=cfg.chunk)
+            if isinstance(cfg.gist_horizon, bool) or not isinstance(cfg.gist_horizon, int) or cfg.gist_horizon < 0:
+                raise ValueError(
+                    f"memory.gist_horizon={cfg.gist_horizon!r} must be 0 (unbounded) or a positive integer (steps)."
+                )
+            self.ssm = SelectiveSSM(
+                d_model, n_heads=cfg.n_heads, d_state=cfg.d_state, chunk=cfg.chunk, horizon=cfg.gist_horizon
+            )
             self.gist_type = nn.Parameter(torch.zeros(d_model))
         if self.uses_store:
             RetrievalStore(1, cfg.capacity, 1, 1, write=cfg.write)  # validate capacity and write mode now

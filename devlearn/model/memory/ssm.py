@@ -156,6 +156,11 @@ class SelectiveSSM(nn.Module):
         kernel: ``"auto"`` (``fla`` on CUDA when importable and no ``reset`` is given, else torch),
             ``"torch"`` (always the reference) or ``"fla"`` (required; an error if it cannot run).
         dt_min, dt_max: range of the initial step sizes (Mamba's initialization).
+        horizon: if positive, every step forgets at least ``1 / horizon`` of the state (the log decay is
+            capped at ``-1 / horizon``), so the state settles within a few ``horizon`` steps whatever the
+            episode's length. Unbounded (0), a head whose decay learned to stay near 1 keeps adding its
+            input for as long as the episode runs, and after thousands of steps reaches states that a
+            network trained on hundreds never saw (docs/benchmarks.md, "Recall to 100,000 steps").
     """
 
     def __init__(
@@ -168,8 +173,11 @@ class SelectiveSSM(nn.Module):
         kernel: str = "auto",
         dt_min: float = 1e-3,
         dt_max: float = 0.1,
+        horizon: int = 0,
     ) -> None:
         super().__init__()
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 0:
+            raise ValueError(f"SelectiveSSM: horizon={horizon!r} must be 0 (unbounded) or a positive integer.")
         for name, value in (
             ("d_model", d_model),
             ("n_heads", n_heads),
@@ -189,7 +197,7 @@ class SelectiveSSM(nn.Module):
                 f"SelectiveSSM: need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}."
             )
         self.d_model, self.n_heads, self.head_dim, self.d_state = d_model, n_heads, head_dim, d_state
-        self.chunk, self.kernel = chunk, kernel
+        self.chunk, self.kernel, self.horizon = chunk, kernel, horizon
         self.d_inner = n_heads * head_dim
         # one projection for the gate z, the input x, B and C (shared by the heads, Mamba-2's ngroups=1) and dt
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner + 2 * d_state + n_heads)
@@ -212,6 +220,8 @@ class SelectiveSSM(nn.Module):
         )
         dt = F.softplus(dt + self.dt_bias)
         g = dt * -self.A_log.exp()
+        if self.horizon:
+            g = g.clamp(max=-1.0 / self.horizon)
         x = x.unflatten(-1, (self.n_heads, self.head_dim))
         heads = (*b.shape[:-1], self.n_heads, self.d_state)
         q, k = c.unsqueeze(-2).expand(heads), b.unsqueeze(-2).expand(heads)
