@@ -263,6 +263,10 @@ def validate(cfg: Any) -> None:
         _choice("agent.memory.write", agent.memory.write, WRITE_MODES)
         for key in ("k", "capacity", "n_heads", "d_state", "chunk"):
             _positive(f"agent.memory.{key}", agent.memory[key])
+        if agent.memory.gist_horizon < 0:
+            raise ConfigError(
+                f"agent.memory.gist_horizon={agent.memory.gist_horizon!r} must be >= 0 (0: unbounded; H: forget >= 1/H a step)."
+            )
         if agent.memory.variant in ("retrieval", "hybrid"):  # the store is allocated whole, per env, at the start
             gib = cfg.env.num_envs * agent.memory.capacity * (2 * agent.core.d_model + 4) * 4 / 2**30
             if gib > MAX_STORE_GIB:

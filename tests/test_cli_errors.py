@@ -72,6 +72,7 @@ def assert_one_line(out, message):
         (["memory=hybird"], "memory='hybird' is not allowed. Did you mean 'hybrid'? Allowed values: none, window"),
         (["agent=ppo", "memory=ssm"], "memory= sets the developmental agent's memory; agent=ppo has none."),
         (["memory=hybrid", "agent.memory.k=0"], "agent.memory.k=0 must be > 0."),
+        (["memory=hybrid", "agent.memory.gist_horizon=-1"], "agent.memory.gist_horizon=-1 must be >= 0"),
         (["memory=hybrid", "agent.memory.capacity=1000000000"], "agent.memory.capacity=1000000000 needs"),
         (["agent=ablation", "agent.memory.write=surprise"], "agent.memory.write=surprise needs a world model"),
         (["agent.intrinsic=novelyt"], "agent.intrinsic='novelyt' is not allowed. Did you mean 'novelty'? Allowed values: none, novelty, surprise."),
