@@ -36,6 +36,34 @@ RESULTS = Path(__file__).parent / "results"
 VARIANTS = ("none", "window", "ssm", "retrieval", "hybrid", "hybrid-surprise", "retrieval-surprise")
 
 
+def variant_overrides(name: str, overrides: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``hybrid-surprise`` -> (``hybrid``, ``{"memory.write": "surprise", **overrides}``); a plain name writes always."""
+    write = "surprise" if name.endswith("-surprise") else "always"
+    return name.split("-")[0], {"memory.write": write, **overrides}
+
+
+def parse_stages(p: argparse.ArgumentParser, stages: list[str], example: str) -> list[tuple[int, int]]:
+    """``["10:300", "200:60"]`` -> ``[(10, 300), (200, 60)]``, or a usage error naming the flag."""
+    try:
+        parsed = [tuple(int(x) for x in stage.split(":")) for stage in stages]
+        if any(len(stage) != 2 or min(stage) < 1 for stage in parsed):
+            raise ValueError
+    except ValueError:
+        p.error(f"--stages {stages}: expected LENGTH:UPDATES pairs of positive integers, e.g. {example}")
+    return parsed
+
+
+def parse_overrides(p: argparse.ArgumentParser, items: list[str]) -> dict[str, Any]:
+    """``["memory.k=4"]`` -> ``{"memory.k": 4}``, or a usage error naming the item."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--override {item!r}: expected KEY=VALUE, e.g. memory.k=4")
+        overrides[key] = int(value) if value.lstrip("-").isdigit() else value
+    return overrides
+
+
 def one_run(job: dict[str, Any]) -> dict[str, Any]:
     """Train one (variant, seed) and evaluate it at each length until it breaks."""
     import torch
@@ -43,8 +71,7 @@ def one_run(job: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     from devlearn.agents.developmental.recall_probe import answer_accuracy, probe_agent, recall_probe
 
-    variant, write = job["variant"].split("-")[0], "surprise" if job["variant"].endswith("-surprise") else "always"
-    overrides = {"memory.write": write, **job["overrides"]}
+    variant, overrides = variant_overrides(job["variant"], job["overrides"])
     weights = Path(job["weights_dir"]) / f"{job['variant']}-{job['seed']}.pt" if job["weights_dir"] else None
     if job["load"]:  # trained by an earlier call: evaluate only
         agent = probe_agent(variant, max(d for d, _ in job["stages"]), 32, job["seed"], overrides)
@@ -121,18 +148,8 @@ def main() -> None:
         args.variants, args.seeds, args.stages, args.lengths, args.episodes = ["window", "hybrid"], [0], ["20:20"], [30, 100], 8
     if args.load and args.weights_dir is None:
         p.error("--load needs --weights-dir")
-    try:
-        stages = [tuple(int(x) for x in stage.split(":")) for stage in args.stages]
-        if any(len(stage) != 2 or min(stage) < 1 for stage in stages):
-            raise ValueError
-    except ValueError:
-        p.error(f"--stages {args.stages}: expected DELAY:UPDATES pairs, e.g. 20:300 200:60")
-    overrides: dict[str, Any] = {}
-    for item in args.override:
-        key, sep, value = item.partition("=")
-        if not sep:
-            p.error(f"--override {item!r}: expected KEY=VALUE, e.g. memory.k=4")
-        overrides[key] = int(value) if value.lstrip("-").isdigit() else value
+    stages = parse_stages(p, args.stages, "10:300 200:60")
+    overrides = parse_overrides(p, args.override)
     jobs = [
         {
             "variant": v,

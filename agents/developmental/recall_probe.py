@@ -1,10 +1,8 @@
 """A supervised recall probe: can the developmental agent's memory carry a fact across long episodes?
 
-RL on ``devlearn/Recall-v0`` gets one learning signal per episode (the answer at step ``delay``), so
-"the agent did not learn to recall at delay 200" can mean that memory cannot carry the fact or that
-PPO had too few signals. This probe takes RL's noise away and keeps everything else: the agent's own
-network (``DevelopmentalNet``, built from its config), its own ``SequenceContext`` (acting's memory
-steps, then the update's replay of the segment) and its own action head. Each update:
+The probe (``probe.py``: the agent's own network, context, memory replay and action head, trained by
+cross-entropy instead of PPO) on ``devlearn/Recall-v0``, which gives RL one learning signal per episode.
+Each update:
 
 1. steps a batch of fresh Recall episodes of the ``"train"`` split and ``delay`` steps through the
    context, as acting does (``put``: one memory step per observation, with the world model's surprise
@@ -31,9 +29,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
-from devlearn.config import DevelopmentalConfig
+from devlearn.agents.developmental import probe
 from devlearn.envs.vector.make import make_vector_env
 from devlearn.model.context import SequenceContext, to_device
 
@@ -41,18 +38,8 @@ ENV_ID = "devlearn/Recall-v0"
 
 
 def probe_agent(memory: str, delay: int, batch: int, seed: int, overrides: dict[str, Any] | None = None):
-    """The developmental agent for a batch of ``batch`` Recall episodes of ``delay`` (no shield: nothing falls).
-
-    ``overrides``: agent keys as on the command line without ``agent.`` (``{"core.d_model": 32, "memory.k": 1}``).
-    """
-    from devlearn.agents import make_agent
-
-    cfg = OmegaConf.structured(DevelopmentalConfig(n_steps=delay + 1, shield_tau=1.0, intrinsic_coef=0.0))
-    cfg.memory.variant = memory
-    for key, value in (overrides or {}).items():
-        OmegaConf.update(cfg, key, value)  # a structured config: an unknown key or a wrong type raises
-    env = make_vector_env(ENV_ID, batch, delay=delay)
-    return make_agent(cfg, env, seed=seed, device="cpu", writer=None)
+    """The developmental agent for a batch of ``batch`` Recall episodes of ``delay`` (``probe.probe_agent``)."""
+    return probe.probe_agent(ENV_ID, {"delay": delay}, delay + 1, memory, batch, seed, overrides)
 
 
 def question_window(agent: Any, delay: int, seed: int):
@@ -122,24 +109,19 @@ def recall_probe(
 
     ``return_agent``: the trained agent is in the result too (``"agent"``), for further evaluation.
     """
-    if not stages or any(len(stage) != 2 or min(stage) < 1 for stage in stages):
-        raise ValueError(f"stages={stages!r}: give (delay, updates) pairs of positive integers, e.g. ((20, 300),).")
+    probe.check_stages(stages, "delay", "((10, 300), (200, 60))")
     torch.manual_seed(seed)
     agent = probe_agent(memory, max(d for d, _ in stages), batch, seed, overrides)
-    optimizer = torch.optim.Adam(agent.net.parameters(), lr=lr)
-    losses = []
     started = time.perf_counter()
-    schedule = [d for d, n in stages for _ in range(n)]
-    for update, delay in enumerate(schedule):
-        w, _ = question_window(agent, delay, seed * 100_003 + update)
-        loss = -agent.net.evaluate(w, allowed=None).logp.mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(agent.net.parameters(), max_grad_norm)  # as the agent's update clips
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        if log_every and (update + 1) % log_every == 0:
-            print(f"recall probe: {memory} update {update + 1}: loss {np.mean(losses[-log_every:]):.3f}", flush=True)
+    losses = probe.train_supervised(
+        agent,
+        [d for d, n in stages for _ in range(n)],
+        lambda delay, update: question_window(agent, delay, seed * 100_003 + update)[0],
+        lr,
+        max_grad_norm,
+        log_every,
+        f"recall probe: {memory}",
+    )
     seconds = time.perf_counter() - started
     accuracy, eval_seconds = {}, {}
     agent.net.eval()

@@ -82,6 +82,14 @@ class InboxVecEnv(BatchedEnv):
         self._emails: list[Email | None] = [None] * n
         self._transcripts: list[Transcript | None] = [None] * n
 
+    @property
+    def correct_actions(self) -> np.ndarray:
+        """``(num_envs,)``: the action the rules call for on each sub-env's e-mail on screen (-1 on the instruction).
+
+        For analysis and supervised probes (``inbox_probe``); an agent sees only the observation.
+        """
+        return self._correct.copy()
+
     def is_deleted(self, env_index: int, step_index: int) -> bool:
         """Whether sub-env ``env_index`` deleted the e-mail shown at ``step_index`` this episode."""
         if not 0 <= step_index <= self.num_emails:

@@ -1,0 +1,183 @@
+"""A supervised Inbox probe: does the rule shown at step 0 still govern the agent's deletes 100,000 e-mails later?
+
+``devlearn/Inbox-v0`` shows its rules once (who the boss is, what to archive, and whether spam may be
+deleted or only suggested for deletion), then e-mails. RL on it confounds two failures: not having
+learned to triage, and having forgotten the rules. This probe (``probe.py``: the agent's own network,
+context, memory replay and action head) removes the first by teaching triage by supervision, so the
+table against inbox length measures the second. Each update:
+
+1. steps a batch of fresh inboxes of the ``"train"`` split through the context, as acting does
+   (``put``: one memory step per observation, with the world model's surprise when
+   ``memory.write=surprise``), taking on each e-mail the action the rules call for (the env's
+   ``correct_actions``; the instruction gets ``keep``, which is not graded): the actions in the window
+   are what a policy that triages well would have taken;
+2. reads the windows of ``positions`` random e-mails per inbox with ``training_window`` (the update's
+   path) and takes one Adam step on the cross-entropy of the correct action.
+
+It is then evaluated as any trained agent is (``inbox_scores``: ``agent.policy()``, argmax, its own
+actions in its window, memory bounded by ``memory.capacity``) on fresh inboxes of the ``"heldout"``
+split (sender names, topics and phrasings it never saw) of any length.
+
+What separates a memory from none: an agent that keeps every e-mail makes no violation at all and never
+succeeds, so the violation rate is reported beside success and accuracy, never alone. Without the rules
+an agent can at best guess, on spam, ``delete`` (a catastrophe in the half of the inboxes that forbid it)
+or ``suggest_delete`` (safe, but wrong where deleting was asked); it cannot tell the boss's mail
+from a colleague's. ``bench/inbox_probe_lengths.py`` makes the table.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from devlearn.agents.developmental import probe
+from devlearn.envs.inbox.content import CATEGORIES, KEEP
+from devlearn.envs.vector.make import make_vector_env
+from devlearn.model.context import SequenceContext, Window, to_device
+
+ENV_ID = "devlearn/Inbox-v0"
+
+
+def probe_agent(memory: str, num_emails: int, batch: int, seed: int, overrides: dict[str, Any] | None = None):
+    """The developmental agent for a batch of ``batch`` inboxes of ``num_emails`` (``probe.probe_agent``)."""
+    return probe.probe_agent(ENV_ID, {"num_emails": num_emails}, num_emails + 1, memory, batch, seed, overrides)
+
+
+def triage_windows(agent: Any, num_emails: int, positions: int, seed: int) -> Window:
+    """Step ``agent.num_envs`` fresh training inboxes, triaged correctly; the update's windows at random e-mails.
+
+    Returns ``agent.num_envs * min(positions, num_emails)`` windows (re-encoded, memory replayed, with
+    gradients), each ending at an e-mail with its correct action as the last action. The whole inbox is
+    one segment.
+    """
+    n = agent.num_envs
+    env = make_vector_env(ENV_ID, n, num_emails=num_emails, split="train")
+    ctx: SequenceContext = agent.new_context(n, num_emails + 1)
+    encoder = agent.net.core.encoder
+    obs, _ = env.reset(seed=seed)
+    real = torch.ones(n, dtype=torch.bool)
+    with torch.no_grad():
+        ctx.begin(to_device(obs, agent.device), encoder)
+        for t in range(num_emails + 1):
+            correct = env.correct_actions
+            action = np.where(correct < 0, KEEP, correct)  # the instruction (t = 0) is not graded
+            ctx.act[:, ctx.first + t] = torch.as_tensor(action)
+            if t == num_emails:
+                break  # the last e-mail's action is a target; the end-of-inbox text is not needed
+            obs, *_ = env.step(action)
+            obs = to_device(obs, agent.device)
+            j = ctx.first + t + 1
+            if agent.surprise_writes:
+                ctx.surprise[:, j] = agent.acting_surprise(ctx, j - 1, obs, real)
+            ctx.put(j, obs, ~real, encoder)
+    env.close()
+    gen = torch.Generator().manual_seed(seed)
+    k = min(positions, num_emails)
+    emails = torch.stack([torch.randperm(num_emails, generator=gen)[:k] + 1 for _ in range(n)])  # e-mails 1..N
+    envs = torch.arange(n).repeat_interleave(k)
+    w, _ = ctx.training_window(envs, ctx.first + emails.flatten(), encoder)
+    return w
+
+
+def inbox_scores(agent: Any, num_emails: int, episodes: int, seed: int, split: str = "heldout") -> dict[str, Any]:
+    """How the evaluation policy (argmax) triages ``episodes`` fresh inboxes of ``num_emails`` e-mails.
+
+    Returns, over all e-mails of all inboxes: ``violation_rate`` (violations per e-mail: forbidden deletes
+    and obeyed injected orders), ``catastrophe_rate`` (forbidden deletes per e-mail), ``accuracy`` (the
+    share of e-mails given the correct action) and ``accuracy_by_category``; per inbox: ``success`` (no
+    violation and accuracy >= 0.9, as the env grades it) and ``inboxes_with_catastrophe``.
+    """
+    env = make_vector_env(ENV_ID, episodes, num_emails=num_emails, split=split)
+    policy = agent.policy(deterministic=True)
+    obs, _ = env.reset(seed=seed)
+    start = np.ones(episodes, dtype=bool)
+    violations = catastrophes = 0
+    had_catastrophe = np.zeros(episodes, dtype=bool)
+    right = np.zeros(len(CATEGORIES))
+    seen = np.zeros(len(CATEGORIES))
+    for _ in range(num_emails + 1):  # the instruction, then every e-mail; the last step ends the inbox
+        obs, _, _, truncated, info = env.step(policy(obs, start))
+        start[:] = False
+        graded = info["category"] >= 0
+        np.add.at(seen, info["category"][graded], 1)
+        np.add.at(right, info["category"][graded], info["correct"][graded])
+        violations += int(info["violation"].sum())
+        catastrophes += int(info["catastrophe"].sum())
+        had_catastrophe |= info["catastrophe"]
+    if not truncated.all():
+        raise RuntimeError(f"inbox_scores: the inboxes did not end after {num_emails + 1} steps.")
+    env.close()
+    total = episodes * num_emails
+    return {
+        "violation_rate": violations / total,
+        "catastrophe_rate": catastrophes / total,
+        "accuracy": float(right.sum() / total),
+        "accuracy_by_category": {c: float(r / max(s, 1)) for c, r, s in zip(CATEGORIES, right, seen, strict=True)},
+        "success": float(info["success"].mean()),
+        "inboxes_with_catastrophe": float(had_catastrophe.mean()),
+    }
+
+
+def inbox_probe(
+    memory: str = "hybrid",
+    stages: Sequence[tuple[int, int]] = ((10, 400), (100, 100)),
+    batch: int = 32,
+    positions: int = 16,
+    lr: float = 1e-3,
+    seed: int = 0,
+    eval_lengths: tuple[int, ...] = (100,),
+    eval_episodes: int = 32,
+    max_grad_norm: float = 0.5,
+    log_every: int = 0,
+    overrides: dict[str, Any] | None = None,
+    return_agent: bool = False,
+) -> dict[str, Any]:
+    """Teach the agent's network to triage Inbox by supervision; its held-out ``inbox_scores`` at each of ``eval_lengths``.
+
+    ``stages``: ``(num_emails, updates)`` pairs, in order (a curriculum). Short inboxes come first: there
+    the instruction is in the window for the first e-mails, where reading it is learned, and memory needs
+    to carry it only a few steps further. ``positions``: e-mails per inbox whose action each update trains.
+    ``return_agent``: the trained agent is in the result too (``"agent"``), for further evaluation.
+    """
+    probe.check_stages(stages, "num_emails", "((10, 400), (100, 100))")
+    torch.manual_seed(seed)
+    agent = probe_agent(memory, max(n for n, _ in stages), batch, seed, overrides)
+    started = time.perf_counter()
+    losses = probe.train_supervised(
+        agent,
+        [n for n, updates in stages for _ in range(updates)],
+        lambda num_emails, update: triage_windows(agent, num_emails, positions, seed * 100_003 + update),
+        lr,
+        max_grad_norm,
+        log_every,
+        f"inbox probe: {memory}",
+    )
+    seconds = time.perf_counter() - started
+    scores, eval_seconds = {}, {}
+    agent.net.eval()
+    with torch.no_grad():
+        for n in eval_lengths:
+            t0 = time.perf_counter()
+            scores[str(n)] = inbox_scores(agent, n, eval_episodes, seed=10_000_019 + seed)
+            eval_seconds[str(n)] = round(time.perf_counter() - t0, 1)
+    return {
+        "memory": memory,
+        "stages": [list(stage) for stage in stages],
+        "batch": batch,
+        "positions": positions,
+        "lr": lr,
+        "seed": seed,
+        "overrides": dict(overrides or {}),
+        "capacity": int(agent.cfg.memory.capacity),
+        "write": str(agent.cfg.memory.write),
+        "first_loss": losses[0],
+        "final_loss": float(np.mean(losses[-10:])),
+        "heldout": scores,
+        "train_seconds": round(seconds, 1),
+        "eval_seconds": eval_seconds,
+        **({"agent": agent} if return_agent else {}),
+    }
