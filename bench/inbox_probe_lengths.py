@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from memory_lengths import parse_overrides, parse_stages, variant_overrides
+from memory_lengths import parse_overrides, parse_stages, trained_agent, variant_overrides
 
 RESULTS = Path(__file__).parent / "results"
 VARIANTS = ("none", "window", "ssm", "retrieval", "hybrid", "hybrid-surprise", "retrieval-surprise")
@@ -63,12 +63,11 @@ def one_run(job: dict[str, Any]) -> dict[str, Any]:
 
     variant, overrides = variant_overrides(job["variant"], job["overrides"])
     weights = Path(job["weights_dir"]) / f"inbox-{job['variant']}-{job['seed']}.pt" if job["weights_dir"] else None
-    if job["load"]:  # trained by an earlier call: evaluate only
-        agent = probe_agent(variant, max(n for n, _ in job["stages"]), job["batch"], job["seed"], overrides)
-        agent.net.load_state_dict(torch.load(weights, weights_only=True))
-        result: dict[str, Any] = {"loaded": weights.name, "final_loss": float("nan")}
-    else:
-        result = inbox_probe(
+    agent, result = trained_agent(
+        job["load"],
+        weights,
+        lambda: probe_agent(variant, max(n for n, _ in job["stages"]), job["batch"], job["seed"], overrides),
+        lambda: inbox_probe(
             variant,
             stages=job["stages"],
             batch=job["batch"],
@@ -77,11 +76,8 @@ def one_run(job: dict[str, Any]) -> dict[str, Any]:
             eval_lengths=(),
             overrides=overrides,
             return_agent=True,
-        )
-        agent = result.pop("agent")
-        if weights is not None:
-            weights.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(agent.net.state_dict(), weights)
+        ),
+    )
     scores, seconds = {}, {}
     agent.net.eval()
     with torch.no_grad():

@@ -29,6 +29,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,24 @@ def parse_overrides(p: argparse.ArgumentParser, items: list[str]) -> dict[str, A
     return overrides
 
 
+def trained_agent(
+    load: bool, weights: Path | None, make_agent: Callable[[], Any], train: Callable[[], dict[str, Any]]
+) -> tuple[Any, dict[str, Any]]:
+    """The probe's agent and its training record: loaded from ``weights`` (``load``), or trained and saved there."""
+    import torch
+
+    if load:  # trained by an earlier call: evaluate only
+        agent = make_agent()
+        agent.net.load_state_dict(torch.load(weights, weights_only=True))
+        return agent, {"loaded": weights.name, "final_loss": float("nan")}
+    result = train()
+    agent = result.pop("agent")
+    if weights is not None:
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(agent.net.state_dict(), weights)
+    return agent, result
+
+
 def one_run(job: dict[str, Any]) -> dict[str, Any]:
     """Train one (variant, seed) and evaluate it at each length until it breaks."""
     import torch
@@ -73,12 +92,11 @@ def one_run(job: dict[str, Any]) -> dict[str, Any]:
 
     variant, overrides = variant_overrides(job["variant"], job["overrides"])
     weights = Path(job["weights_dir"]) / f"{job['variant']}-{job['seed']}.pt" if job["weights_dir"] else None
-    if job["load"]:  # trained by an earlier call: evaluate only
-        agent = probe_agent(variant, max(d for d, _ in job["stages"]), 32, job["seed"], overrides)
-        agent.net.load_state_dict(torch.load(weights, weights_only=True))
-        result = {"loaded": str(weights.name), "chance": 1 / agent.net.actor[-1].out_features, "final_loss": float("nan")}
-    else:
-        result = recall_probe(
+    agent, result = trained_agent(
+        job["load"],
+        weights,
+        lambda: probe_agent(variant, max(d for d, _ in job["stages"]), 32, job["seed"], overrides),
+        lambda: recall_probe(
             variant,
             stages=job["stages"],
             lr=job["lr"],
@@ -86,11 +104,9 @@ def one_run(job: dict[str, Any]) -> dict[str, Any]:
             eval_delays=(),
             overrides=overrides,
             return_agent=True,
-        )
-        agent = result.pop("agent")
-        if weights is not None:
-            weights.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(agent.net.state_dict(), weights)
+        ),
+    )
+    result.setdefault("chance", 1 / agent.net.actor[-1].out_features)
     accuracy, seconds, broken_at = {}, {}, None
     with torch.no_grad():
         for length in job["lengths"]:

@@ -13,6 +13,7 @@ their own way and train them here.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -82,3 +83,40 @@ def train_supervised(
         if log_every and (update + 1) % log_every == 0:
             print(f"{name}: update {update + 1}: loss {np.mean(losses[-log_every:]):.3f}", flush=True)
     return losses
+
+
+def score_lengths(agent: Any, lengths: Sequence[int], score: Callable[[int], Any]) -> tuple[dict[str, Any], dict[str, float]]:
+    """``score(length)`` for each length (network in eval mode, no gradients); the scores and seconds, keyed by length."""
+    scores, seconds = {}, {}
+    agent.net.eval()
+    with torch.no_grad():
+        for length in lengths:
+            t0 = time.perf_counter()
+            scores[str(length)] = score(length)
+            seconds[str(length)] = round(time.perf_counter() - t0, 1)
+    return scores, seconds
+
+
+def training_record(
+    agent: Any,
+    stages: Sequence[tuple[int, int]],
+    lr: float,
+    seed: int,
+    overrides: dict[str, Any] | None,
+    losses: list[float],
+    train_seconds: float,
+) -> dict[str, Any]:
+    """What a probe's result says about its training: settings, memory config, first and final loss, time."""
+    return {
+        "memory": str(agent.cfg.memory.variant),
+        "stages": [list(stage) for stage in stages],
+        "batch": agent.num_envs,
+        "lr": lr,
+        "seed": seed,
+        "overrides": dict(overrides or {}),
+        "capacity": int(agent.cfg.memory.capacity),
+        "write": str(agent.cfg.memory.write),
+        "first_loss": losses[0],
+        "final_loss": float(np.mean(losses[-10:])),
+        "train_seconds": round(train_seconds, 1),
+    }

@@ -122,28 +122,14 @@ def recall_probe(
         log_every,
         f"recall probe: {memory}",
     )
-    seconds = time.perf_counter() - started
-    accuracy, eval_seconds = {}, {}
-    agent.net.eval()
-    with torch.no_grad():
-        for d in eval_delays:
-            t0 = time.perf_counter()
-            accuracy[str(d)] = answer_accuracy(agent, d, eval_episodes, seed=10_000_019 + seed)
-            eval_seconds[str(d)] = round(time.perf_counter() - t0, 1)
+    record = probe.training_record(agent, stages, lr, seed, overrides, losses, time.perf_counter() - started)
+    accuracy, eval_seconds = probe.score_lengths(
+        agent, eval_delays, lambda d: answer_accuracy(agent, d, eval_episodes, seed=10_000_019 + seed)
+    )
     return {
-        "memory": memory,
-        "stages": [list(stage) for stage in stages],
-        "batch": batch,
-        "lr": lr,
-        "seed": seed,
-        "overrides": dict(overrides or {}),
-        "capacity": int(agent.cfg.memory.capacity),
-        "write": str(agent.cfg.memory.write),
-        "first_loss": losses[0],
-        "final_loss": float(np.mean(losses[-10:])),
+        **record,
         "heldout_accuracy": accuracy,
         "chance": 1 / agent.net.actor[-1].out_features,
-        "train_seconds": round(seconds, 1),
         "eval_seconds": eval_seconds,
         **({"agent": agent} if return_agent else {}),
     }
