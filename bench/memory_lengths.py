@@ -72,6 +72,8 @@ def trained_agent(
     import torch
 
     if load:  # trained by an earlier call: evaluate only
+        if weights is None or not weights.exists():
+            raise FileNotFoundError(f"--load: no trained network at {weights}; train it first (--weights-dir without --load).")
         agent = make_agent()
         agent.net.load_state_dict(torch.load(weights, weights_only=True))
         return agent, {"loaded": weights.name, "final_loss": float("nan")}
