@@ -6,6 +6,7 @@ cumulative time of the pieces named below as a share of the total (wall clock, n
 
     python bench/profile_train.py                  # 6 rollouts of 8 envs x 64 steps
     python bench/profile_train.py --agent ablation
+    python bench/profile_train.py --env devlearn/Recall-v0 --env-kwargs delay=20 --override memory.variant=hybrid
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ class NullLog:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agent", default="developmental")
+    parser.add_argument("--env", default="devlearn/CliffEdge-v0", help="a registered env id")
+    parser.add_argument("--env-kwargs", nargs="*", default=None,
+                        help="the env's keyword arguments as key=value (YAML values); "
+                             "default: CliffEdge's split=train view=egocentric slip=0.0")
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--rollouts", type=int, default=6)
     parser.add_argument("--override", nargs="*", default=[], help="dotted config overrides, e.g. n_epochs=2")
@@ -58,7 +63,11 @@ def main() -> None:
     args = parser.parse_args()
     cfg = OmegaConf.structured(AGENT_SCHEMAS[args.agent]())
     cfg.merge_with(OmegaConf.from_dotlist(args.override))
-    env = make_vector_env("devlearn/CliffEdge-v0", args.num_envs, split="train", view="egocentric", slip=0.0)
+    if args.env_kwargs is None:
+        env_kwargs = {"split": "train", "view": "egocentric", "slip": 0.0} if "CliffEdge" in args.env else {}
+    else:
+        env_kwargs = OmegaConf.to_container(OmegaConf.from_dotlist(args.env_kwargs))
+    env = make_vector_env(args.env, args.num_envs, **env_kwargs)
     agent = make_agent(cfg, env, seed=0, device="cpu", writer=None)
     run_dir = Path(tempfile.mkdtemp(prefix="devlearn-profile-"))
     steps = args.num_envs * cfg.n_steps

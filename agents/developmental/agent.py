@@ -324,6 +324,25 @@ class DevelopmentalAgent:
         ]
         return type(evs[0])(*(torch.cat(xs) for xs in zip(*evs, strict=True)))
 
+    def _minibatches(self, env: Tensor) -> list[Tensor]:
+        """One epoch's minibatches: indices into the update's transitions (their sub-envs ``env``), in random order.
+
+        With memory tokens, a minibatch's windows need their sub-envs' whole segment re-encoded and replayed
+        (``SequenceContext.training_window``), so minibatches are cut from an order grouped by sub-env
+        (sub-envs in random order, each one's transitions in random order), as sb3-contrib's RecurrentPPO
+        batches whole sequences: a minibatch replays about ``batch_size / n_steps`` sub-envs, not all of them.
+        Each is then shuffled, so its first windows (the world model's share) are a random sample of it.
+        """
+        size = self.cfg.batch_size
+        order = torch.randperm(len(env), generator=self.gen, device=self.device)
+        if self.context.memory is not None:
+            env_rank = torch.randperm(self.context.num_envs, generator=self.gen, device=self.device)
+            order = order[torch.argsort(env_rank[env[order]], stable=True)]
+        batches = [order[s : s + size] for s in range(0, len(order), size)]
+        if self.context.memory is not None:
+            batches = [b[torch.randperm(len(b), generator=self.gen, device=self.device)] for b in batches]
+        return batches
+
     def _update(self, run_dir: Path, log: RunLog) -> dict[str, float] | None:
         """PPO + world-model update on the rollout; None if it diverged and was rolled back."""
         cfg, C, R = self.cfg, self.context, self.rollout
@@ -351,9 +370,7 @@ class DevelopmentalAgent:
         sums: dict[str, Tensor] = defaultdict(lambda: torch.zeros((), device=self.device))
         n_batches = 0
         for _ in range(cfg.n_epochs):
-            order = torch.randperm(len(index), generator=self.gen, device=self.device)
-            for start in range(0, len(index), cfg.batch_size):
-                mb = order[start : start + cfg.batch_size]
+            for mb in self._minibatches(env):
                 w, pos = self._windows(env[mb], j[mb])
                 allowed = R.at(R.allowed, pos[:, -1]) if self.shield_on else None
                 n_wm = 0 if self.wm is None else max(1, round(len(mb) * cfg.world_model.batch_fraction))

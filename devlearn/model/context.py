@@ -181,8 +181,9 @@ class SequenceContext:
         """The windows of steps ``(env, j)``, re-encoded by ``encoder`` (with gradients), and their positions.
 
         Overlapping windows share observations: each stored observation is encoded once. With
-        memory, every position is encoded and the segment's memory is replayed from
-        ``memory_start`` (``Memory.sequence``): the tokens of step ``j`` depend on all steps before it.
+        memory, every position of the windows' sub-envs is encoded and their segment's memory is replayed
+        from ``memory_start`` (``Memory.sequence``): the tokens of step ``j`` depend on all steps before it,
+        so the cost of a batch grows with the number of sub-envs it draws from.
         The store's reads (which stored steps each position retrieves) are replayed once per segment,
         on the first call after acting, and reused: the minibatches read what acting read.
         """
@@ -193,17 +194,26 @@ class SequenceContext:
             unique, inverse = torch.unique(pos, return_inverse=True)
             obs = encoder(self.gather_obs(unique))[inverse]
             return Window(obs, self.flat(self.act)[pos], valid), pos
-        enc = encoder(self.obs)  # (E, L, d), with gradients
         seg = slice(self.first, self.length)
-        surprise = self.surprise[:, seg] if self.memory.cfg.write == "surprise" else None
         start = self.start[:, seg]
+        surprise = self.surprise[:, seg] if self.memory.cfg.write == "surprise" else None
         if self.memory.uses_store and self._reads is None:  # once per segment, with the parameters that acted
-            first = self.memory_start.snapshot()
-            steps = self.memory.episode_steps(first, start)
-            self._reads = self.memory.replay(first, enc[:, seg].detach(), start, steps, surprise)
-        tokens = self.memory.sequence(self.memory_start.snapshot(), enc[:, seg], start, surprise, self._reads)
-        memory = tokens[env, j - self.first]
-        return Window(self.flat(enc)[pos], self.flat(self.act)[pos], valid, memory), pos
+            with torch.no_grad():
+                first = self.memory_start.snapshot()
+                steps = self.memory.episode_steps(first, start)
+                self._reads = self.memory.replay(first, encoder(self.obs)[:, seg], start, steps, surprise)
+        # Only the sub-envs these windows come from are encoded and replayed: the update's minibatches hold few
+        # (``DevelopmentalAgent._minibatch_order``). ``rows``: their streams; ``local``: each window's row among them.
+        rows, local = torch.unique(env, return_inverse=True)
+        enc = encoder(tree_map(lambda b: b[rows], self.obs))  # (len(rows), L, d), with gradients
+        reads = None if self._reads is None else self._reads.select(rows)
+        state = self.memory_start.select(rows)
+        tokens = self.memory.sequence(
+            state, enc[:, seg], start[rows], None if surprise is None else surprise[rows], reads
+        )
+        local_pos = local[:, None] * self.length + j[:, None] + self._offsets
+        memory = tokens[local, j - self.first]
+        return Window(self.flat(enc)[local_pos], self.flat(self.act)[pos], valid, memory), pos
 
     def flat(self, buf: Tensor) -> Tensor:
         """``(E, L, ...)`` -> ``(E * L, ...)`` (a view, for indexing with ``positions``)."""

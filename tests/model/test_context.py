@@ -129,6 +129,45 @@ def test_memory_carries_over_segments(memory) -> None:
     assert not C.start[:, C.first].all()  # some episodes did run across the segment boundary
 
 
+@pytest.mark.parametrize("memory", ["ssm", "hybrid"])
+def test_a_window_is_the_same_whichever_sub_envs_share_its_batch(memory) -> None:
+    """``training_window`` replays only the sub-envs its windows come from; a window's tokens do not change with them."""
+    agent = agent_with_window(2, memory=memory)
+    C = agent.context
+    start_streams(agent)
+    agent._collect()
+    j = C.first + torch.tensor([3, 17, 9, 3, 20])
+    env = torch.tensor([4, 1, 4, 0, 5])  # unsorted, one sub-env twice, others left out
+    every = torch.arange(C.num_envs)
+    with torch.no_grad():
+        few, pos = C.training_window(env, j, agent.net.core.encoder)
+        for i in range(len(env)):
+            one, one_pos = C.training_window(every, torch.full_like(every, int(j[i])), agent.net.core.encoder)
+            e = int(env[i])
+            assert torch.equal(pos[i], one_pos[e]) and torch.equal(few.valid[i], one.valid[e])
+            assert torch.equal(few.act[i], one.act[e])
+            torch.testing.assert_close(few.obs[i], one.obs[e], rtol=0, atol=1e-5)
+            torch.testing.assert_close(few.memory[i], one.memory[e], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("memory", ["window", "hybrid"])
+def test_minibatches_with_memory_are_grouped_by_sub_env(memory) -> None:
+    """Each epoch's minibatches cover every transition once; with memory tokens each holds few sub-envs (it replays
+    only those), without them they are cut from a plain permutation, as before."""
+    agent = agent_with_window(2, memory=memory)  # 6 sub-envs x 24 steps, batch 64
+    env = torch.arange(6).repeat_interleave(24)[torch.randperm(144, generator=torch.Generator().manual_seed(1))]
+    state = agent.gen.get_state()
+    batches = agent._minibatches(env)
+    assert torch.equal(torch.cat(batches).sort().values, torch.arange(144))
+    assert [len(b) for b in batches] == [64, 64, 16]
+    if memory == "window":
+        agent.gen.set_state(state)
+        assert torch.equal(torch.cat(batches), torch.randperm(144, generator=agent.gen))
+    else:  # 64 transitions of sub-envs with 24 each: at most 4 sub-envs (3 whole, 2 cut), not all 6
+        assert all(len(env[b].unique()) <= 4 for b in batches)
+        assert len(env[batches[0][:16]].unique()) > 1  # shuffled within: its first windows are not one sub-env's
+
+
 def test_update_split_pass_equals_one_pass() -> None:
     """``_evaluate`` runs the world model's windows in a core pass of their own: same values as one pass."""
     agent = agent_with_window(4)
