@@ -18,6 +18,12 @@ Results go to ``bench/results/train_throughput-<device>.json``.
 Before/after a code change in one run: ``--python base=/path/to/other/venv/bin/python`` names another
 interpreter (another checkout's install), and an agent written ``NAME@base`` runs under it, interleaved
 with the others: ``--agents developmental@base developmental ppo``.
+
+Variants of one agent in one run: overrides of its own follow the name, each after a ``:``, and
+``--baseline`` names the entry the ratios are taken against (issue 11's target, memory against none):
+
+    OMP_NUM_THREADS=1 python bench/train_throughput.py --env recall --steps 16384 --override env.kwargs.delay=20 \
+        --agents developmental:memory=none developmental:memory=hybrid --baseline developmental:memory=none
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -157,10 +164,13 @@ def gpu_figures(samples: list[Sample], start: float | None, seconds: float | Non
     }
 
 
-def summarize(outcomes: dict[str, list[RunOutcome]], gpu: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Per agent: steps/s over repeats (median, min, max), ratio of medians against PPO, GPU figures.
+def summarize(
+    outcomes: dict[str, list[RunOutcome]], gpu: dict[str, dict[str, Any]], baseline: str = BASELINE
+) -> dict[str, Any]:
+    """Per agent: steps/s over repeats (median, min, max), ratio of medians against ``baseline``, GPU figures.
 
-    ``gpu`` maps a run's name to its ``gpu_figures``.
+    ``gpu`` maps a run's name to its ``gpu_figures``. The ratio is stored as ``x_ppo`` (its name from when the
+    baseline was always SB3 PPO) and as ``x_baseline``.
     """
     summary: dict[str, Any] = {}
     for agent, runs in outcomes.items():
@@ -175,27 +185,29 @@ def summarize(outcomes: dict[str, list[RunOutcome]], gpu: dict[str, dict[str, An
                 "memory_before_mib": min(g["memory_before_mib"] for g in sampled),
             }
         summary[agent] = row
-    base = summary.get(BASELINE, {}).get("steps_per_s", {}).get("median")
+    base = summary.get(baseline, {}).get("steps_per_s", {}).get("median")
     for row in summary.values():
         median = row["steps_per_s"]["median"]
-        row["x_ppo"] = median / base if base and median is not None else None
+        row["x_ppo"] = row["x_baseline"] = median / base if base and median is not None else None
     return summary
 
 
-def print_table(summary: dict[str, Any], with_gpu: bool) -> None:
-    """Steps/s per agent with its ratio against PPO (and the GPU columns when sampled)."""
-    head = f"\n{'agent':<15}{'steps/s (median)':>18}{'min-max':>20}{'x SB3 PPO':>11}"
+def print_table(summary: dict[str, Any], with_gpu: bool, baseline: str = BASELINE) -> None:
+    """Steps/s per agent with its ratio against the baseline (and the GPU columns when sampled)."""
+    width = max(15, *(len(agent) + 2 for agent in summary))
+    label = "x SB3 PPO" if baseline == BASELINE else "x baseline"
+    head = f"\n{'agent':<{width}}{'steps/s (median)':>18}{'min-max':>20}{label:>11}"
     if with_gpu:
         head += f"{'GPU util mean':>15}{'median':>8}{'peak MiB':>10}"
     print(head)
     for agent, row in summary.items():
         s = row["steps_per_s"]
         if not s["n"]:
-            print(f"{agent:<15}{'failed':>18}")
+            print(f"{agent:<{width}}{'failed':>18}")
             continue
         ratio = f"{row['x_ppo']:.2f}" if row["x_ppo"] is not None else "-"
         low_high = f"{s['min']:,.0f}-{s['max']:,.0f}"
-        line = f"{agent:<15}{s['median']:>18,.0f}{low_high:>20}{ratio:>11}"
+        line = f"{agent:<{width}}{s['median']:>18,.0f}{low_high:>20}{ratio:>11}"
         if with_gpu and "gpu" in row:
             g = row["gpu"]
             line += f"{g['util_mean']:>14.0f}%{g['util_median']:>7.0f}%{g['memory_peak_mib']:>10,.0f}"
@@ -252,7 +264,7 @@ def build_result(
         "pythons": dict(item.split("=", 1) for item in args.python),
         "threads": args.threads or "default",
         "statistic": "median over repeats (steps/s); GPU: median over repeats of each run's mean/median, max of peaks",
-        "baseline": BASELINE,
+        "baseline": args.baseline,
         "gpu_sampler": sampler_source,
         "machine": machine_facts(device),
         "versions": versions(),
@@ -270,7 +282,7 @@ def build_result(
             for agent, runs in outcomes.items()
             for i, o in enumerate(runs)
         ],
-        "summary": summarize(outcomes, gpu),
+        "summary": summarize(outcomes, gpu, args.baseline),
     }
 
 
@@ -283,8 +295,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50_000, help="env steps per run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--agents", nargs="+", default=AGENTS, help=f"agent config names; baseline: {BASELINE}"
+        "--agents",
+        nargs="+",
+        default=AGENTS,
+        help="agent config names, each optionally NAME@LABEL (--python) and :OVERRIDE ... of its own",
     )
+    parser.add_argument("--baseline", default=BASELINE, help="the --agents entry the ratios are taken against")
     parser.add_argument("--device", default="auto", help="passed to devlearn train: auto, cpu or cuda")
     parser.add_argument(
         "--threads", type=int, default=0, help="cap torch/OpenMP threads per run (0: default)"
@@ -325,9 +341,11 @@ def main() -> None:
     pythons = dict(item.split("=", 1) for item in args.python)
     for repeat in range(repeats):
         for agent in args.agents:
-            name, run_dir = f"{agent}-{repeat}", work / f"{agent}-{repeat}".replace("@", "-at-")
-            config, _, label = agent.partition("@")
-            command = train_command(args.env, config, repeat, steps, run_dir, device, 1, overrides)
+            name = f"{agent}-{repeat}"
+            run_dir = work / re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
+            config, *own = agent.split(":")
+            config, _, label = config.partition("@")
+            command = train_command(args.env, config, repeat, steps, run_dir, device, 1, [*overrides, *own])
             if label:
                 command[0] = pythons[label]
             if sampler is not None:
@@ -346,9 +364,9 @@ def main() -> None:
             out.write_text(json.dumps(partial, indent=2))
 
     result = build_result(args, outcomes, gpu, device, steps, repeats, source, complete=True)
-    print_table(result["summary"], sampler is not None)
-    if BASELINE not in result["summary"]:
-        print(f"(no ratios: the baseline, {BASELINE}, was not measured)")
+    print_table(result["summary"], sampler is not None, args.baseline)
+    if args.baseline not in result["summary"]:
+        print(f"(no ratios: the baseline, {args.baseline}, was not measured)")
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
     if all(o.ok for runs in outcomes.values() for o in runs):
