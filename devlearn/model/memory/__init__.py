@@ -80,8 +80,7 @@ class Reads(NamedTuple):
     values: Tensor  # (E, T, k, d) the top-k entries each step read, best first; zeros where not valid
     valid: Tensor  # (E, T, k) bool
     # the soft read's candidates and which of them each step's read saw (None without the soft read):
-    # the store's first C slots at the segment's start (its ``span``: every slot in use), then the segment's T steps
-    entries: Tensor | None  # (E, C + T, d)
+    entries: Tensor | None  # (E, C + T, d): the store's C slots at the segment's start, then the segment's T steps
     held: Tensor | None  # (E, T, C + T) bool (``Memory.soft_visibility``)
 
     def select(self, rows: Tensor) -> Reads:
@@ -223,11 +222,11 @@ class Memory(nn.Module):
         if self.uses_store:
             state.store.reset(start)
             query = self.query(emb).detach()
-            scores = state.store.scores(query)  # (E, 1, span): shared by the top-k and the soft read
+            scores = state.store.scores(query)  # (E, 1, C): shared by the top-k and the soft read
             got = state.store.read(query, self.cfg.k, scores)
             retrieved = (got.values[:, 0], got.valid[:, 0])
             if self.soft:
-                mixed, held, weights = self._soft_read(scores, state.store.values[:, : scores.shape[-1]])
+                mixed, held, weights = self._soft_read(scores, state.store.values)
                 soft = (mixed[:, 0], held[:, 0])
                 soft_top = weights[:, 0].max(-1).values.sum()
         gist = None
@@ -330,9 +329,8 @@ class Memory(nn.Module):
         t = emb.shape[1]
         emb = emb.detach()
         queries = self.query(emb)
-        if self.soft:  # the store's slots in use at the segment's start (``span``): the soft read's first C candidates
-            span = state.store.span()
-            first_entries, first_filled = state.store.values[:, :span].clone(), state.store.filled[:, :span].clone()
+        if self.soft:  # the store at the segment's start: the soft read's first C candidates
+            first_entries, first_filled = state.store.values.clone(), state.store.filled.clone()
         values, valid, slots = [], [], []
         for i in range(t):
             state.store.reset(start[:, i])

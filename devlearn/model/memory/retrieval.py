@@ -108,19 +108,6 @@ class RetrievalStore:
         """``(E,)`` entries held by each sub-env's store."""
         return self.filled.sum(1)
 
-    def span(self) -> int:
-        """Slots ``0 .. span - 1`` hold every stored entry of every sub-env, so reads look no further.
-
-        Writes fill the first empty slot, so an episode of ``n`` steps occupies about its first ``n`` slots, and a
-        read of a short episode (Recall's 21 steps, against a capacity of 1,024) need not score the empty rest.
-        On the CPU it is exact (a scan of ``filled``); on an accelerator it is ``capacity``: reading it there
-        would stall every step on a device-to-host copy. At least 1, so a read of empty stores still has a slot.
-        """
-        if self.device.type != "cpu":
-            return self.capacity
-        used = self.filled.any(0).nonzero()
-        return int(used[-1]) + 1 if len(used) else 1
-
     @property
     def nbytes(self) -> int:
         """Bytes held by the store: fixed at construction, so bounded by ``capacity``."""
@@ -215,16 +202,12 @@ class RetrievalStore:
 
     # --- reading ----------------------------------------------------------------------------------
     def scores(self, query: Tensor) -> Tensor:
-        """``(E, Q, span)`` inner products of ``query`` (``(E, key_dim)`` or ``(E, Q, key_dim)``) with the slots in use.
-
-        Index ``i`` of the last axis is the store's slot ``i``; -inf where empty (``span()`` slots in all).
-        """
+        """``(E, Q, capacity)`` inner products of ``query`` (``(E, key_dim)`` or ``(E, Q, key_dim)``) with every slot; -inf where empty."""
         if query.dim() == 2:
             query = query.unsqueeze(1)
         query = self._check(query, "query", (self.num_envs, query.shape[1], self.key_dim))
-        span = self.span()
-        scores = torch.bmm(query.to(self.keys.dtype), self.keys[:, :span].transpose(1, 2))
-        return scores.masked_fill(~self.filled[:, :span].unsqueeze(1), -torch.inf)
+        scores = torch.bmm(query.to(self.keys.dtype), self.keys.transpose(1, 2))
+        return scores.masked_fill(~self.filled.unsqueeze(1), -torch.inf)
 
     def read(self, query: Tensor, k: int, scores: Tensor | None = None) -> Retrieved:
         """The top-``k`` entries of each sub-env's store by inner product with ``query``.
@@ -238,7 +221,7 @@ class RetrievalStore:
             raise ValueError(f"RetrievalStore.read: k={k!r} must be a positive integer.")
         if scores is None:
             scores = self.scores(query)
-        top, slots = scores.topk(min(k, scores.shape[-1]), dim=-1)
+        top, slots = scores.topk(min(k, self.capacity), dim=-1)
         valid = torch.isfinite(top)
         rows = self._rows[:, None, None]
         grown = valid.view(*valid.shape, *(1,) * len(self.item_shape))
@@ -251,7 +234,7 @@ class RetrievalStore:
             slots=torch.where(valid, slots, -1),
             valid=valid,
         )
-        if k > top.shape[-1]:  # more asked than the slots in use (at most the capacity): pad with invalid entries
+        if k > self.capacity:  # more asked than a store can hold: pad with invalid entries
             fills = (0, 0, -1, 0, -torch.inf, -1, False)  # in the order of Retrieved's fields
             out = Retrieved(*(_pad(x, k, fill) for x, fill in zip(out, fills, strict=True)))
         return out

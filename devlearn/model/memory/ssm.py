@@ -271,10 +271,10 @@ class SelectiveSSM(nn.Module):
         if reset is not None:
             g = g.masked_fill(self._check_reset(reset, u.shape[:2]).unsqueeze(-1), -math.inf)
         if self.use_kernel(u, reset):
-            o, state = fla_kernel()(
+            o, state = fla_kernel()(  # under bf16 autocast q and k come out of Linear in bf16, v (x * dt) in fp32
                 q=q.contiguous(),
                 k=k.contiguous(),
-                v=v,
+                v=v.to(k.dtype),
                 g=g,
                 scale=1.0,
                 initial_state=state,
