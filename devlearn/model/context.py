@@ -203,7 +203,7 @@ class SequenceContext:
                 steps = self.memory.episode_steps(first, start)
                 self._reads = self.memory.replay(first, encoder(self.obs)[:, seg], start, steps, surprise)
         # Only the sub-envs these windows come from are encoded and replayed: the update's minibatches hold few
-        # (``DevelopmentalAgent._minibatch_order``). ``rows``: their streams; ``local``: each window's row among them.
+        # (``DevelopmentalAgent._minibatches``). ``rows``: their streams; ``local``: each window's row among them.
         rows, local = torch.unique(env, return_inverse=True)
         enc = encoder(tree_map(lambda b: b[rows], self.obs))  # (len(rows), L, d), with gradients
         reads = None if self._reads is None else self._reads.select(rows)
