@@ -147,14 +147,23 @@ def test_bad_arguments_name_what_is_allowed():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA and the fla package")
-def test_fla_kernel_matches_the_torch_reference_on_cuda():
+def test_fla_kernel_matches_the_torch_reference_on_cuda(monkeypatch):
     pytest.importorskip("fla.ops.simple_gla")
+    import devlearn.model.memory.ssm as ssm
+
     torch.manual_seed(0)
-    layer = SelectiveSSM(d_model=64, n_heads=4, d_state=16, kernel="torch").cuda()
+    layer = SelectiveSSM(d_model=64, n_heads=4, d_state=16, kernel="auto").cuda()
     u, state = torch.randn(4, 300, 64, device="cuda"), torch.randn(4, 4, 16, 32, device="cuda")
-    y_ref, s_ref = layer(u, state)
-    layer.kernel = "fla"
-    y, s = layer(u, state)
+    if ssm.fla_blocked(u.device.index or 0) is not None:
+        # fla #640 breaks the kernel's backward on this GPU and Triton: auto must keep the torch path. The
+        # forward compared below is not affected, so the refusal is lifted for this no-grad comparison only.
+        assert not layer.use_kernel(u, None)
+        monkeypatch.setattr(ssm, "fla_blocked", lambda device_index: None)
+    with torch.no_grad():
+        layer.kernel = "torch"
+        y_ref, s_ref = layer(u, state)
+        layer.kernel = "fla"
+        y, s = layer(u, state)
     # Triton's fp32 dots run in TF32 (10-bit mantissa); see docs/benchmarks.md for the tolerance.
     torch.testing.assert_close(y, y_ref, atol=5e-3, rtol=5e-3)
     torch.testing.assert_close(s, s_ref, atol=5e-3, rtol=5e-3)
