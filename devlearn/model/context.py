@@ -56,6 +56,17 @@ def to_device(obs: Any, device: torch.device) -> Tree:
     return tree_map(lambda x: torch.as_tensor(np.asarray(x)).to(device, non_blocking=True), obs)
 
 
+def gather_rows(x: Tensor, index: Tensor) -> Tensor:
+    """``x[index]`` for an integer ``index`` of any shape, with a backward that is the same run to run.
+
+    Overlapping windows repeat rows, and the backward of ``x[index]`` then sums into them with
+    ``index_put_(accumulate=True)``, whose order on a multi-threaded CPU changes from call to call:
+    two runs of one seed drifted apart from this alone (``tests/train/test_deterministic.py``).
+    ``index_select``'s backward sums in index order: the single-threaded result, on any thread count.
+    """
+    return x.index_select(0, index.reshape(-1)).view(*index.shape, *x.shape[1:])
+
+
 def zeros_like_space(space: spaces.Space, lead: tuple[int, ...], device: torch.device) -> Tree:
     """A zero tree shaped ``(*lead, *space.shape)`` with the space's dtype."""
     if isinstance(space, spaces.Dict):
@@ -192,7 +203,7 @@ class SequenceContext:
         valid = episode == episode[:, -1:]
         if self.memory is None:
             unique, inverse = torch.unique(pos, return_inverse=True)
-            obs = encoder(self.gather_obs(unique))[inverse]
+            obs = gather_rows(encoder(self.gather_obs(unique)), inverse)
             return Window(obs, self.flat(self.act)[pos], valid), pos
         seg = slice(self.first, self.length)
         start = self.start[:, seg]
@@ -213,7 +224,7 @@ class SequenceContext:
         )
         local_pos = local[:, None] * self.length + j[:, None] + self._offsets
         memory = tokens[local, j - self.first]
-        return Window(self.flat(enc)[local_pos], self.flat(self.act)[pos], valid, memory), pos
+        return Window(gather_rows(self.flat(enc), local_pos), self.flat(self.act)[pos], valid, memory), pos
 
     def flat(self, buf: Tensor) -> Tensor:
         """``(E, L, ...)`` -> ``(E * L, ...)`` (a view, for indexing with ``positions``)."""

@@ -212,3 +212,29 @@ def test_evaluation_with_surprise_writes_stores_what_training_would() -> None:
     assert (store.surprise[first] == torch.inf).all()  # the episode's first observation: pinned
     finite = store.filled & ~first
     assert finite.any() and torch.isfinite(store.surprise[finite]).all() and (store.surprise[finite] > 0).all()
+
+
+def test_gather_rows_backward_is_the_same_run_to_run_on_two_threads() -> None:
+    """Overlapping windows repeat rows; ``x[index]``'s backward sums into them in an order that changes from call to
+    call on a multi-threaded CPU. ``gather_rows`` must give ``x[index]``'s values and one gradient, the 1-thread one."""
+    from devlearn.model.context import gather_rows
+
+    torch.manual_seed(0)
+    x = torch.randn(487, 64, requires_grad=True)  # the default agent's minibatch: 256 windows of 4 steps
+    index, weight = torch.randint(0, 487, (256, 4)), torch.randn(256, 4, 64)
+
+    def grad() -> torch.Tensor:
+        x.grad = None
+        y = gather_rows(x, index)
+        assert torch.equal(y, x[index])
+        y.backward(weight)
+        return x.grad.clone()
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = grad()
+        torch.set_num_threads(2)
+        assert all(torch.equal(grad(), single) for _ in range(20))
+    finally:
+        torch.set_num_threads(threads)
