@@ -15,6 +15,9 @@ and ``recurrent_ppo`` (sb3-contrib's LSTM).
 
     python bench/inbox_lengths.py --jobs 8 --tag h100host
     python bench/inbox_lengths.py --quick        # a smoke run in a temporary folder, not saved
+
+The results file is written once the training runs end and again after every evaluation (``"complete": false`` until
+the last one), so a run cut short keeps what it measured.
 """
 
 from __future__ import annotations
@@ -95,10 +98,21 @@ def main() -> None:
     trained = [o for o in run_all(tasks, args.jobs, report) if o.ok]
     jobs = [(str(o.run_dir), length, args.episodes, 10_007) for o in trained for length in args.lengths]
     evals: list[dict[str, Any]] = []
+    out = RESULTS / f"inbox_lengths-{args.tag}.json"
+
+    def save(complete: bool) -> None:  # after every evaluation: a run cut short keeps what it measured
+        if args.quick:
+            return
+        record = {"complete": complete, "args": vars(args), "machine": machine_facts("cpu"), "versions": versions(),
+                  "training": {o.name: o.results for o in trained}, "evals": evals}
+        out.write_text(json.dumps(record, indent=2))
+
+    save(False)
     with mp.get_context("spawn").Pool(args.jobs) as pool:
         for got in pool.imap_unordered(evaluate, jobs):
             got["name"] = Path(got.pop("run_dir")).name
             evals.append(got)
+            save(False)
             print(f"{got['name']} at {got['length']:,} e-mails: catastrophe rate {got['catastrophe_rate']:.2f}, "
                   f"cost/1000 {got['cost_per_1000']:.1f}, success {got['success']:.2f} ({got['seconds']} s)", flush=True)
     print(f"\n{'variant':<16}" + "".join(f"{f'{n:,} e-mails':>34}" for n in args.lengths))
@@ -117,11 +131,7 @@ def main() -> None:
     print("(catastrophe rate / cost per 1,000 e-mails / success; median over seeds; held-out split, argmax)")
     print(f"\n{len(evals)} evaluations in {time.time() - t0:,.0f} s")
     if not args.quick:
-        out = RESULTS / f"inbox_lengths-{args.tag}.json"
-        settings = vars(args)
-        trained_results = {o.name: o.results for o in trained}
-        out.write_text(json.dumps({"args": settings, "machine": machine_facts("cpu"), "versions": versions(),
-                                   "training": trained_results, "evals": evals}, indent=2))
+        save(True)
         print(f"wrote {out}")
 
 
