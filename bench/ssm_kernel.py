@@ -109,7 +109,12 @@ def main() -> None:
         help="above this many tokens per shape, errors are measured against the fp32 torch path (default: 16384)",
     )
     parser.add_argument(
-        "--shapes", type=int, nargs="+", help=f"indices into SHAPES (default: all {len(SHAPES)})"
+        "--shapes",
+        type=int,
+        nargs="+",
+        choices=range(len(SHAPES)),
+        metavar="I",
+        help=f"indices into SHAPES, 0 to {len(SHAPES) - 1} (default: all)",
     )
     args = parser.parse_args()
     shapes = SHAPES if args.shapes is None else [SHAPES[i] for i in args.shapes]
