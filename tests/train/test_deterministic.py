@@ -43,8 +43,8 @@ def test_two_deterministic_runs_are_bit_identical(tmp_path):
 def test_two_runs_on_two_threads_are_bit_identical(tmp_path):
     """Without the switch, on torch's threads (2 on the CI machine): the default agent's first updates agree bit for bit.
 
-    Overlapping windows once summed their gradients in an order that changed run to run (``gather_rows``), and one
-    quickstart printed held-out success 0.45 where the same command had printed 1.00.
+    Overlapping windows once summed their gradients in an order that changed run to run (``gather_rows``): two
+    16,384-step runs of one commit gave 184 and 162 training falls.
     """
     from omegaconf import OmegaConf
 
