@@ -25,7 +25,9 @@ of its *last* step (``Core.layout`` shows them to that step only, so no earlier 
 sees a later observation). The memory state before the segment's first position is kept
 (``memory_start``), and the update replays the whole segment from it (``Memory.sequence``), as
 sb3-contrib's RecurrentPPO replays LSTM states: the tokens the update reads equal acting's, with
-gradients. Episode starts reset memory, so does ``begin``.
+gradients. What the retrieval store returned at each position, and where each write went, is kept as
+acting did it, so the replay reads the very entries acting read. Episode starts reset memory, so does
+``begin``.
 """
 
 from __future__ import annotations
@@ -121,6 +123,11 @@ class SequenceContext:
             self.surprise = torch.zeros(lead, device=device)
             self.memory_state: MemoryState = memory.initial_state(num_envs, device)
             self.memory_start: MemoryState = self.memory_state.snapshot()  # before position ``first``
+            if memory.uses_store:  # what acting's store did at each position: the update reads it again
+                k = memory.cfg.k
+                self.read_values = torch.zeros(*lead, k, d_model, device=device)
+                self.read_valid = torch.zeros(*lead, k, dtype=torch.bool, device=device)
+                self.write_slot = torch.full(lead, -1, dtype=torch.long, device=device)
             self._reads: Reads | None = None  # the store's reads over the segment (the update's)
 
     # --- writing ----------------------------------------------------------------------------
@@ -148,7 +155,11 @@ class SequenceContext:
 
     def _step_memory(self, j: int) -> None:
         surprise = self.surprise[:, j] if self.memory.cfg.write == "surprise" else None
-        self.mem[:, j] = self.memory.step(self.memory_state, self.enc[:, j], self.start[:, j], surprise)
+        state = self.memory_state
+        self.mem[:, j] = self.memory.step(state, self.enc[:, j], self.start[:, j], surprise)
+        if self.memory.uses_store:
+            self.read_values[:, j], self.read_valid[:, j] = state.last_values, state.last_valid
+            self.write_slot[:, j] = state.last_slot
 
     def reencode(self, encoder: Encoder, upto: int) -> None:
         """Encode positions ``0 .. upto`` again (the encoder changed since they were stored).
@@ -160,7 +171,7 @@ class SequenceContext:
         if self.memory is not None and upto >= self.first:
             self.memory_state = self.memory_start.snapshot()
             self._step_memory(self.first)
-            self._reads = None  # a new segment is about to be acted: its reads are replayed once, later
+            self._reads = None  # a new segment is about to be acted: its reads are gathered once, later
 
     def carry_over(self, *aligned: Tensor) -> None:
         """The last ``W`` positions become the next segment's context and first observation.
@@ -171,6 +182,8 @@ class SequenceContext:
         own = (self.enc, self.act, self.episode, self.start)
         if self.memory is not None:
             own += (self.mem, self.surprise)
+            if self.memory.uses_store:
+                own += (self.read_values, self.read_valid, self.write_slot)
             self.memory_start = self._memory_next
         for buf in (*own, *aligned):
             buf[:, : self.window] = buf[:, keep].clone()
@@ -195,8 +208,10 @@ class SequenceContext:
         memory, every position of the windows' sub-envs is encoded and their segment's memory is replayed
         from ``memory_start`` (``Memory.sequence``): the tokens of step ``j`` depend on all steps before it,
         so the cost of a batch grows with the number of sub-envs it draws from.
-        The store's reads (which stored steps each position retrieves) are replayed once per segment,
-        on the first call after acting, and reused: the minibatches read what acting read.
+        The store's reads (which stored steps each position retrieved, where each write went) are those acting
+        recorded at each position (``read_values``, ``read_valid``, ``write_slot``), gathered once per segment on
+        the first call after acting (``Memory.reads``) and reused: the minibatches read what acting read, with
+        no step-by-step replay of the store.
         """
         pos = self.positions(env, j)
         episode = self.flat(self.episode)[pos]
@@ -208,17 +223,18 @@ class SequenceContext:
         seg = slice(self.first, self.length)
         start = self.start[:, seg]
         surprise = self.surprise[:, seg] if self.memory.cfg.write == "surprise" else None
-        if self.memory.uses_store and self._reads is None:  # once per segment, with the parameters that acted
+        if self.memory.uses_store and self._reads is None:  # once per segment: what acting's store did
             with torch.no_grad():
-                first = self.memory_start.snapshot()
-                steps = self.memory.episode_steps(first, start)
-                self._reads = self.memory.replay(first, encoder(self.obs)[:, seg], start, steps, surprise)
+                self._reads = self.memory.reads(
+                    self.memory_start.store, self.enc[:, seg], start, self.read_values[:, seg],
+                    self.read_valid[:, seg], self.write_slot[:, seg],
+                )  # fmt: skip
         # Only the sub-envs these windows come from are encoded and replayed: the update's minibatches hold few
         # (``DevelopmentalAgent._minibatches``). ``rows``: their streams; ``local``: each window's row among them.
         rows, local = torch.unique(env, return_inverse=True)
         enc = encoder(tree_map(lambda b: b[rows], self.obs))  # (len(rows), L, d), with gradients
         reads = None if self._reads is None else self._reads.select(rows)
-        state = self.memory_start.select(rows)
+        state = self.memory_start.select(rows, store=False)  # the store's part is in ``reads``
         tokens = self.memory.sequence(
             state, enc[:, seg], start[rows], None if surprise is None else surprise[rows], reads
         )

@@ -1,16 +1,17 @@
-"""The supervised Inbox probe: its labels, its scores, and that memory keeps the spam rule where none cannot.
+"""The supervised Inbox probe: its labels, its scores, and that memory still holds the rule shown at step 0.
 
-The learning test trains on CPU (~1 min): the rule "you may delete spam" / "suggest deletion only" is
-shown at step 0 only, so without memory an agent triaging e-mail 30 can only guess, and a guess of
-``delete`` is a forbidden delete in the inboxes that said "suggest only".
+The rule "you may delete spam" / "suggest deletion only" is shown at step 0 only, so without memory an agent
+triaging e-mail 30 can only guess, and a guess of ``delete`` is a forbidden delete in the inboxes that said
+"suggest only".
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from devlearn.agents.developmental.inbox_probe import inbox_probe, inbox_scores
+from devlearn.agents.developmental.inbox_probe import inbox_probe, inbox_scores, probe_agent
 from devlearn.envs.inbox.content import CATEGORIES, DELETE
 from devlearn.envs.vector.make import make_vector_env
 
@@ -58,18 +59,30 @@ def test_deleting_everything_is_scored_as_the_env_counts_it():
     assert set(got["accuracy_by_category"]) == set(CATEGORIES)
 
 
-def test_memory_keeps_the_spam_rule_where_none_guesses():
-    """After a short curriculum, hybrid (``write=surprise``) follows the spam rule 40 e-mails in; ``none`` cannot."""
-    stages = ((10, 300),)
-    scores = {}
-    for memory, overrides in (("none", None), ("hybrid", {"memory.write": "surprise"})):
-        got = inbox_probe(memory, stages=stages, seed=0, eval_lengths=(), overrides=overrides, return_agent=True)
-        scores[memory] = inbox_scores(got["agent"], 40, 16, seed=7, split="train")
-    none, hybrid = scores["none"], scores["hybrid"]
-    # without the rule, spam is a coin flip between delete and suggest_delete
-    assert none["accuracy_by_category"]["spam"] < 0.7
-    assert hybrid["accuracy_by_category"]["spam"] > 0.8
-    assert hybrid["catastrophe_rate"] <= 0.01
+def test_the_rule_shown_once_stays_in_memory_to_the_last_email():
+    """What following the spam rule 60 e-mails in asks of memory: with ``write=surprise`` the instruction (step 0) is
+    pinned in a store far smaller than the inbox, and still held at the last e-mail, long after the window lost it.
+
+    Whether the network learns to *read* the rule is not asserted here. In this file's former budget (300 supervised
+    updates on 10-e-mail inboxes) hybrid learned it in 1 of 6 seeds on one thread, before and after the memory speed-up
+    of 2026-12-02 (docs/benchmarks.md, "Memory training speed"); the seed that passed in CI did so by float rounding
+    alone. ``bench/inbox_probe_lengths.py`` measures it over seeds.
+    """
+    agent = probe_agent("hybrid", 60, 4, seed=0, overrides={"memory.write": "surprise", "memory.capacity": 8})
+    env = make_vector_env("devlearn/Inbox-v0", 4, num_emails=60, split="train")
+    policy = agent.policy(deterministic=True)
+    obs, _ = env.reset(seed=5)
+    start = np.ones(4, dtype=bool)
+    for _ in range(60):  # the instruction, then e-mails 1..59: the policy has just read e-mail 59
+        obs, *_ = env.step(policy(obs, start))
+        start[:] = False
+    policy(obs, start)
+    store = policy.context.memory_state.store
+    assert (store.size == 8).all()  # full: 52 of the 60 steps were evicted or never stored
+    pinned = store.filled & (store.steps == 0)
+    assert pinned.any(1).all()  # every inbox still holds its instruction
+    assert torch.isinf(store.surprise[pinned]).all()  # pinned: an episode's first observation is never evicted
+    assert policy.context.window == 4 and int(policy.context.memory_state.t.min()) == 60  # the window lost it long ago
 
 
 def test_bad_stages_name_the_expected_pairs():

@@ -80,6 +80,58 @@ def test_the_update_recomputes_exactly_what_acting_saw(one_thread, variant, writ
         assert grads["query.weight"].abs().sum() > 0  # the scores carry gradient to the query
 
 
+@pytest.mark.parametrize("write", ["always", "surprise"])
+def test_what_acting_recorded_is_what_a_replay_of_the_store_reads(one_thread, write):
+    """``Memory.reads`` from acting's own per-step record (what a ``SequenceContext`` keeps) equals ``replay``,
+    and the tokens the update recomputes from it equal acting's: no step-by-step replay of the store is needed."""
+    torch.manual_seed(0)
+    memory = Memory(D, MemoryConfig(variant="hybrid", k=2, capacity=4, write=write, threshold=0.3, chunk=4))
+    emb, start, surprise = segment(3, 26, seed=2)
+    start[0, 9] = start[1, 13] = start[2, 20] = True
+    first, second = slice(0, 13), slice(13, 26)
+    state = memory.initial_state(3)
+    with torch.no_grad():
+        act(memory, state, emb[:, first], start[:, first], surprise[:, first])  # a full store: evictions below
+        saved = state.snapshot()
+        values, valid, slots, tokens = [], [], [], []
+        for i in range(second.start, second.stop):
+            tokens.append(memory.step(state, emb[:, i], start[:, i], surprise[:, i]))
+            values.append(state.last_values)
+            valid.append(state.last_valid)
+            slots.append(state.last_slot)
+        slots = torch.stack(slots, 1)
+        assert (slots >= 0).any() and (slots < 0).any()  # some steps stored (evicting), some not
+        seg = emb[:, second], start[:, second], surprise[:, second]
+        recorded = memory.reads(saved.store, seg[0], seg[1], torch.stack(values, 1), torch.stack(valid, 1), slots)
+        replayed = memory.replay(saved.snapshot(), *seg[:2], memory.episode_steps(saved, seg[1]), seg[2])
+    for name, a, b in zip(recorded._fields, recorded, replayed, strict=True):
+        assert torch.equal(a, b), name
+    recomputed = memory.sequence(saved.snapshot(), *seg, recorded)
+    torch.testing.assert_close(recomputed, torch.stack(tokens, 1), atol=1e-5, rtol=0)
+
+
+def test_the_soft_read_keeps_only_the_candidates_some_step_held(one_thread):
+    """``held_only`` drops the slots no step saw (weight exactly 0), keeps the others in order, and reads the same."""
+    gen = torch.Generator().manual_seed(0)
+    entries = torch.randn(2, 10, D, generator=gen)
+    held = torch.zeros(2, 3, 10, dtype=torch.bool)
+    held[0, :, [1, 4]] = True
+    held[0, 2, 7] = True  # seen by one step only: kept
+    held[1, 1:, 9] = True
+    kept, kept_held = Memory.held_only(entries, held)
+    assert kept.shape == (2, 3, D) and kept_held.shape == (2, 3, 3)  # the most any sub-env holds: 3
+    assert torch.equal(kept[0], entries[0, [1, 4, 7]])
+    assert torch.equal(kept[1, 0], entries[1, 9]) and not kept_held[1, :, 1:].any()  # padding: held by no step
+    memory = Memory(D, MemoryConfig(variant="retrieval", capacity=8))
+    query = torch.randn(2, 3, D, generator=gen)
+    full = memory._soft_read((query @ entries.transpose(1, 2)).masked_fill(~held, -torch.inf), entries)
+    short = memory._soft_read((query @ kept.transpose(1, 2)).masked_fill(~kept_held, -torch.inf), kept)
+    torch.testing.assert_close(short[0], full[0], atol=1e-6, rtol=0)
+    assert torch.equal(short[1], full[1])  # the same steps read something
+    nothing = Memory.held_only(entries, torch.zeros(2, 3, 10, dtype=torch.bool))
+    assert nothing[0].shape == (2, 1, D) and not nothing[1].any()  # an empty store: one candidate, never held
+
+
 def test_nothing_crosses_an_episode_start(one_thread):
     memory = Memory(D, MemoryConfig(variant="hybrid", k=2, capacity=8))
     emb, start, surprise = segment(1, 12)

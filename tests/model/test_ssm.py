@@ -35,7 +35,8 @@ def test_segsum_is_the_sum_of_log_decays_between_two_steps():
     assert torch.allclose(s[3, 1], torch.tensor(-0.7)) and s[2, 2] == 0 and s[1, 2] == -torch.inf
 
 
-@pytest.mark.parametrize("t", [1, 7, 8, 16, 29, 64])  # multiples of the chunk (8) and not
+# multiples of the chunk (8) and not; 17 runs as 3 chunks of 6 steps (the shortest that cover it), not 3 of 8
+@pytest.mark.parametrize("t", [1, 7, 8, 16, 17, 29, 64])
 @pytest.mark.parametrize("with_state", [False, True])
 def test_chunked_scan_equals_recurrence(one_thread, t, with_state):
     q, k, v, g = random_qkvg(2, t, seed=t)

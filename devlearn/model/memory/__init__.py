@@ -80,8 +80,10 @@ class Reads(NamedTuple):
     values: Tensor  # (E, T, k, d) the top-k entries each step read, best first; zeros where not valid
     valid: Tensor  # (E, T, k) bool
     # the soft read's candidates and which of them each step's read saw (None without the soft read):
-    entries: Tensor | None  # (E, C + T, d): the store's C slots at the segment's start, then the segment's T steps
-    held: Tensor | None  # (E, T, C + T) bool (``Memory.soft_visibility``)
+    # the candidates some step held (``Memory.held_only``), drawn from the store's C slots at the segment's start
+    # and the segment's own T steps:
+    entries: Tensor | None  # (E, U, d) their embeddings as acting stored them
+    held: Tensor | None  # (E, T, U) bool: which of them each step's read saw (``Memory.soft_visibility``)
 
     def select(self, rows: Tensor) -> Reads:
         """The reads of sub-envs ``rows`` only (a ``(R,)`` index), in that order."""
@@ -95,6 +97,11 @@ class MemoryState:
         self.ssm, self.store, self.t = ssm, store, t
         # the episode steps the latest ``Memory.step`` read from the store, best first: (E, k), -1 where empty
         self.last_read: Tensor | None = None
+        # what the latest ``Memory.step`` did to the store: its top-k values (E, k, d) and validity (E, k), and the
+        # slot its write went to (E,), -1 where not stored. A context keeps them per step (``Memory.reads``).
+        self.last_values: Tensor | None = None
+        self.last_valid: Tensor | None = None
+        self.last_slot: Tensor | None = None
         # what acting did since ``pop_stats`` (``Memory.step`` counts; ``sequence`` replays and does not)
         self.counts = torch.zeros(len(STATS), device=t.device)
 
@@ -123,12 +130,13 @@ class MemoryState:
             self.t.clone(),
         )
 
-    def select(self, rows: Tensor) -> MemoryState:
+    def select(self, rows: Tensor, store: bool = True) -> MemoryState:
         """An independent copy holding sub-envs ``rows`` only (a ``(R,)`` index), in that order: an update replays
-        the few sub-envs of its minibatch, not all of them."""
+        the few sub-envs of its minibatch, not all of them. ``store=False`` leaves the store out (a ``sequence``
+        given the segment's ``Reads`` does not read it)."""
         return MemoryState(
             None if self.ssm is None else self.ssm[rows],
-            None if self.store is None else self.store.select(rows),
+            None if self.store is None or not store else self.store.select(rows),
             self.t[rows],
         )
 
@@ -234,9 +242,11 @@ class Memory(nn.Module):
             u = self._ssm_input(emb, retrieved)
             gist, state.ssm = self.ssm.step(u, state.ssm, reset=start)
         if self.uses_store:
-            stored = state.store.write(emb, emb, state.t, state.t, surprise) >= 0
+            slot = state.store.write(emb, emb, state.t, state.t, surprise)
+            stored = slot >= 0
             valid = got.valid[:, 0]
             state.last_read = torch.where(valid, got.steps[:, 0], -1)
+            state.last_values, state.last_valid, state.last_slot = got.values[:, 0], valid, slot
             age = ((state.t[:, None] - got.steps[:, 0]) * valid).sum()
             state.counts += torch.stack(
                 [emb.new_tensor(len(emb)), stored.sum(), valid.any(-1).sum(), valid.sum(), age, soft_top]
@@ -257,9 +267,9 @@ class Memory(nn.Module):
         Equal to ``T`` calls of ``step`` from the same state (tested); the SSM runs as a parallel
         scan, and the store replays the segment's reads and writes. Pass a ``snapshot`` to keep the original.
 
-        ``retrieved``: the store's reads of this segment from an earlier replay (``Reads``, as ``replay``
-        returns them), to skip the step-by-step replay. Reads return stored embeddings, constants
-        to the gradient, so the only thing a fresh replay would change is which entries a query picks
+        ``retrieved``: the store's reads of this segment (``Reads``, as ``replay`` or ``reads`` returns them),
+        to skip the step-by-step replay. Which entries are read is not differentiable, so the only thing a
+        fresh replay would change is which entries a query picks
         after the parameters moved: an update may read what acting read (as RecurrentPPO starts each
         sequence from the hidden state acting had) and spend its time on the differentiable parts.
         """
@@ -310,6 +320,22 @@ class Memory(nn.Module):
         return torch.cat([held_start, held_seg], 2)
 
     @staticmethod
+    def held_only(entries: Tensor, held: Tensor) -> tuple[Tensor, Tensor]:
+        """The soft read's candidates that some step held: ``entries (E, C + T, d)``, ``held (E, T, C + T)`` -> ``U`` of them.
+
+        A candidate no step held has softmax weight exactly 0 at every step, so dropping it changes no read
+        (only the order of float sums): the update's soft read then costs O(entries in use), not O(capacity).
+        Each sub-env keeps its held candidates in their order, first; ``U`` is the most any sub-env holds, and
+        the shorter rows are padded with candidates held by no step. Returns ``entries (E, U, d)``,
+        ``held (E, T, U)``.
+        """
+        used = held.any(1)  # (E, C + T)
+        u = max(int(used.sum(1).max()), 1)
+        order = torch.argsort((~used).to(torch.uint8), dim=1, stable=True)[:, :u]  # held ones first, in order
+        entries = entries.gather(1, order.unsqueeze(-1).expand(-1, -1, entries.shape[-1]))
+        return entries, held.gather(2, order.unsqueeze(1).expand(-1, held.shape[1], -1))
+
+    @staticmethod
     def episode_steps(state: MemoryState, start: Tensor) -> Tensor:
         """``(E, T)``: each position's step in its episode, continuing ``state.t`` until an episode starts."""
         t = start.shape[1]
@@ -329,8 +355,7 @@ class Memory(nn.Module):
         t = emb.shape[1]
         emb = emb.detach()
         queries = self.query(emb)
-        if self.soft:  # the store at the segment's start: the soft read's first C candidates
-            first_entries, first_filled = state.store.values.clone(), state.store.filled.clone()
+        first = state.store.clone() if self.soft else None  # the soft read's first C candidates
         values, valid, slots = [], [], []
         for i in range(t):
             state.store.reset(start[:, i])
@@ -342,12 +367,24 @@ class Memory(nn.Module):
                     emb[:, i], emb[:, i], steps[:, i], steps[:, i], None if surprise is None else surprise[:, i]
                 )
             )
-        slots = torch.stack(slots, 1)
+        return self.reads(first, emb, start, torch.stack(values, 1), torch.stack(valid, 1), torch.stack(slots, 1))
+
+    def reads(
+        self, first: RetrievalStore | None, emb: Tensor, start: Tensor, values: Tensor, valid: Tensor, slots: Tensor
+    ) -> Reads:
+        """``Reads`` of a segment from what its steps did: the top-k ``values (E, T, k, d)`` and ``valid (E, T, k)``
+        each step read, the ``slots (E, T)`` its write went to (-1: not stored), the store ``first`` at the segment's
+        start (None without the soft read) and the step embeddings ``emb (E, T, d)`` that were offered.
+
+        ``replay`` recomputes those; a ``SequenceContext`` keeps acting's own (``MemoryState.last_values`` ...).
+        The soft read's candidates and visibility are computed here, once per segment, not in every minibatch.
+        """
         entries = held = None
-        if self.soft:  # computed once per segment here, not in every minibatch's ``sequence``
-            entries = torch.cat([first_entries, emb], 1)
-            held = self.soft_visibility(first_filled, slots, start)
-        return Reads(torch.stack(values, 1), torch.stack(valid, 1), entries, held)
+        if self.soft:
+            entries, held = self.held_only(
+                torch.cat([first.values, emb.detach()], 1), self.soft_visibility(first.filled, slots, start)
+            )
+        return Reads(values, valid, entries, held)
 
     # --- shared by both paths ---------------------------------------------------------------------
     def _ssm_input(self, emb: Tensor, retrieved: tuple[Tensor, Tensor] | None) -> Tensor:

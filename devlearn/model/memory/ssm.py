@@ -64,7 +64,7 @@ def ssd_chunked(
         q, k: ``(B, T, H, N)`` (Mamba's ``C`` and ``B``).
         v: ``(B, T, H, P)`` (``dt * x``).
         g: ``(B, T, H)`` log decays, ``<= 0``; ``-inf`` zeroes the state before that step's write.
-        chunk: steps per chunk; ``T`` need not be a multiple of it.
+        chunk: the most steps per chunk; ``T`` need not be a multiple of it.
         initial_state: ``(B, H, N, P)`` or ``None`` (zeros).
 
     Returns:
@@ -72,11 +72,12 @@ def ssd_chunked(
     """
     b, t, h, n = q.shape
     p = v.shape[-1]
-    pad = -t % chunk
+    c = max(-(-t // chunk), 1)
+    chunk = max(-(-t // c), 1)  # as many chunks as ``chunk`` asks for, each as short as covers t: 65 steps are
+    pad = c * chunk - t  # 2 chunks of 33 (66 steps), not 2 of 64 (128 steps, most of them padding)
     if pad:  # padded steps decay by exp(0) = 1 and write k = v = 0: the state passes through unchanged
         q, k, v = (F.pad(x, (0, 0, 0, 0, 0, pad)) for x in (q, k, v))
         g = F.pad(g, (0, 0, 0, pad))
-    c = (t + pad) // chunk
     # (B, H, chunks, L, ...): heads and chunks become batch dims of every matmul below
     q, k = (x.reshape(b, c, chunk, h, n).permute(0, 3, 1, 2, 4) for x in (q, k))
     v = v.reshape(b, c, chunk, h, p).permute(0, 3, 1, 2, 4)
