@@ -183,3 +183,24 @@ def test_a_selection_of_sub_envs_holds_their_stores_only():
     assert torch.equal(picked.steps, got.steps[[1, 0]]) and torch.equal(picked.values, got.values[[1, 0]])
     twin.reset()
     assert s.size.tolist() == [5, 2, 0]  # the original is untouched
+
+
+def test_reads_score_only_the_slots_in_use_and_return_what_a_full_scan_would():
+    """A store of 1,024 slots holding a short episode scores its ``span`` slots only, with the full scan's result."""
+    s = store(num_envs=3, capacity=1024)
+    assert s.span() == 1  # empty: one (masked) slot, so a read still has a slot to look at
+    for t in range(6):
+        write_one(s, t, active=torch.tensor([True, t < 2, False]))
+    assert s.span() == 6 and s.size.tolist() == [6, 2, 0]
+    query = torch.randn(3, 16, generator=torch.Generator().manual_seed(5))
+    assert s.scores(query).shape == (3, 1, 6)
+    got = s.read(query, k=8)  # more than the span: padded with invalid entries
+    full = (query.unsqueeze(1) @ s.keys.transpose(1, 2)).masked_fill(~s.filled.unsqueeze(1), -torch.inf)
+    top, slots = full.topk(8, dim=-1)
+    assert torch.equal(got.valid, torch.isfinite(top))
+    torch.testing.assert_close(got.scores, top, rtol=1e-6, atol=1e-6)  # -inf where an env holds fewer than 8
+    assert torch.equal(got.slots[got.valid], slots[got.valid])
+    s.reset(torch.tensor([True, False, False]))
+    assert s.span() == 2  # env 1's two entries are the last in use
+    twin = s.select(torch.tensor([1]))
+    assert twin.num_envs == 1 and twin.span() == 2 and torch.equal(twin.read(query[1:2], 2).valid, got.valid[1:2, :, :2])

@@ -225,16 +225,16 @@ class Memory(nn.Module):
         state.t = torch.where(start, 0, state.t + 1)
         if self.n_tokens == 0:
             return None
-        retrieved = soft = None
+        retrieved = soft = query = None
         soft_top = emb.new_zeros(())
         if self.uses_store:
             state.store.reset(start)
-            query = self.query(emb).detach()
-            scores = state.store.scores(query)  # (E, 1, C): shared by the top-k and the soft read
-            got = state.store.read(query, self.cfg.k, scores)
+            query = self.query(emb)
+            scores = state.store.scores(query.detach())  # (E, 1, span): shared by the top-k and the soft read
+            got = state.store.read(query.detach(), self.cfg.k, scores)
             retrieved = (got.values[:, 0], got.valid[:, 0])
             if self.soft:
-                mixed, held, weights = self._soft_read(scores, state.store.values)
+                mixed, held, weights = self._soft_read(scores, state.store.values[:, : scores.shape[-1]])
                 soft = (mixed[:, 0], held[:, 0])
                 soft_top = weights[:, 0].max(-1).values.sum()
         gist = None
@@ -251,7 +251,7 @@ class Memory(nn.Module):
             state.counts += torch.stack(
                 [emb.new_tensor(len(emb)), stored.sum(), valid.any(-1).sum(), valid.sum(), age, soft_top]
             ).to(state.counts.dtype)
-        return self._tokens(emb, gist, retrieved, soft)
+        return self._tokens(query, gist, retrieved, soft)
 
     # --- the update: a whole segment --------------------------------------------------------------
     def sequence(
@@ -277,24 +277,26 @@ class Memory(nn.Module):
         state.t = steps[:, -1].clone()
         if self.n_tokens == 0:
             return None
-        soft, topk = None, None
+        soft, topk, query = None, None, None
         if self.uses_store:
             if retrieved is None:
                 retrieved = self.replay(state, emb, start, steps, surprise)
             topk = (retrieved.values, retrieved.valid)
+            query = self.query(emb)
             if self.soft:  # stored keys and values are both the step's embedding
-                scores = (self.query(emb) @ retrieved.entries.transpose(1, 2)).masked_fill(~retrieved.held, -torch.inf)
+                scores = (query @ retrieved.entries.transpose(1, 2)).masked_fill(~retrieved.held, -torch.inf)
                 soft = self._soft_read(scores, retrieved.entries)[:2]
         gist = None
         if self.uses_ssm:
             gist, state.ssm = self.ssm(self._ssm_input(emb, topk), state.ssm, reset=start)
-        return self._tokens(emb, gist, topk, soft)
+        return self._tokens(query, gist, topk, soft)
 
     @staticmethod
     def soft_visibility(filled: Tensor, slots: Tensor, start: Tensor) -> Tensor:
         """``(E, T, C + T)`` bool: which entries acting's store held when step ``i`` of a segment read it.
 
-        The candidates are the ``C`` slots of the store at the segment's start (``filled (E, C)``) and the
+        The candidates are the first ``C`` slots of the store at the segment's start (``filled (E, C)``: every slot
+        that was filled, and maybe more) and the
         segment's own ``T`` writes (``slots (E, T)``: where each went, -1 if not stored). Step ``i`` reads
         before it writes, after its episode start (if any) emptied the store. So a start slot is held until
         an episode starts or a segment write lands in it; the write of step ``s`` is held at steps
@@ -381,8 +383,10 @@ class Memory(nn.Module):
         """
         entries = held = None
         if self.soft:
+            span = first.span()  # the start store's slots past its span were empty: no step read them
             entries, held = self.held_only(
-                torch.cat([first.values, emb.detach()], 1), self.soft_visibility(first.filled, slots, start)
+                torch.cat([first.values[:, :span], emb.detach()], 1),
+                self.soft_visibility(first.filled[:, :span], slots, start),
             )
         return Reads(values, valid, entries, held)
 
@@ -409,18 +413,21 @@ class Memory(nn.Module):
 
     def _tokens(
         self,
-        emb: Tensor,
+        query: Tensor | None,
         gist: Tensor | None,
         retrieved: tuple[Tensor, Tensor] | None,
         soft: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
-        """``emb (*lead, d)`` -> tokens ``(*lead, M, d)``: the gist, the retrieved steps (best first), the soft read."""
+        """Tokens ``(*lead, M, d)``: the gist, the retrieved steps (best first), the soft read.
+
+        ``query``: ``W_q e`` of the steps' embeddings ``(*lead, d)`` (with gradient), which gates each retrieved step.
+        """
         parts = []
         if gist is not None:
             parts.append((gist + self.gist_type).unsqueeze(-2))
         if retrieved is not None:
             values, valid = retrieved  # (*lead, k, d), (*lead, k)
-            score = (values @ self.query(emb).unsqueeze(-1)).squeeze(-1) / math.sqrt(self.d_model)
+            score = (values @ query.unsqueeze(-1)).squeeze(-1) / math.sqrt(self.d_model)
             tokens = torch.sigmoid(score).unsqueeze(-1) * self.value(values) + self.retrieved_type
             parts.append(torch.where(valid.unsqueeze(-1), tokens, self.empty))
         if soft is not None:

@@ -13,8 +13,8 @@ buffer), the episode ``step`` it was written at and its ``surprise``.
   is below every stored one is itself dropped. With equal surprises everywhere (e.g. ``"always"``
   with a constant surprise) this is FIFO: the store is a window over the most recent steps.
 * **Reads** (``read``): the query's top-``k`` entries by inner product, for every sub-env at once
-  (one ``bmm`` and one ``topk``; empty slots are masked), with a validity mask for stores holding
-  fewer than ``k`` entries. ``scores`` is that ``bmm`` alone, for a caller that also wants a soft
+  (one ``bmm`` and one ``topk``; empty slots are masked; on the CPU only the slots in use, ``span``),
+  with a validity mask for stores holding fewer than ``k`` entries. ``scores`` is that ``bmm`` alone, for a caller that also wants a soft
   read over every entry (``Memory``) without paying for it twice. Brute force on the device is the default because it is exact and, at
   the sizes an episode reaches, fast (``bench/memory_retrieval.py``, DESIGN.md section 5).
 * **Memory** is allocated once at construction and bounded by ``capacity``: ``nbytes``.
@@ -107,6 +107,19 @@ class RetrievalStore:
     def size(self) -> Tensor:
         """``(E,)`` entries held by each sub-env's store."""
         return self.filled.sum(1)
+
+    def span(self) -> int:
+        """Slots ``0 .. span - 1`` hold every stored entry of every sub-env, so reads look no further.
+
+        Writes fill the first empty slot, so an episode of ``n`` steps occupies about its first ``n`` slots, and a
+        read of a short episode (Recall's 21 steps, against a capacity of 1,024) need not score the empty rest.
+        On the CPU it is exact (a scan of ``filled``); on an accelerator it is ``capacity``: reading it there
+        would stall every step on a device-to-host copy. At least 1, so a read of empty stores still has a slot.
+        """
+        if self.device.type != "cpu":
+            return self.capacity
+        used = self.filled.any(0).nonzero()
+        return int(used[-1]) + 1 if len(used) else 1
 
     @property
     def nbytes(self) -> int:
@@ -202,12 +215,16 @@ class RetrievalStore:
 
     # --- reading ----------------------------------------------------------------------------------
     def scores(self, query: Tensor) -> Tensor:
-        """``(E, Q, capacity)`` inner products of ``query`` (``(E, key_dim)`` or ``(E, Q, key_dim)``) with every slot; -inf where empty."""
+        """``(E, Q, span)`` inner products of ``query`` (``(E, key_dim)`` or ``(E, Q, key_dim)``) with the slots in use.
+
+        Index ``i`` of the last axis is the store's slot ``i``; -inf where empty (``span()`` slots in all).
+        """
         if query.dim() == 2:
             query = query.unsqueeze(1)
         query = self._check(query, "query", (self.num_envs, query.shape[1], self.key_dim))
-        scores = torch.bmm(query.to(self.keys.dtype), self.keys.transpose(1, 2))
-        return scores.masked_fill(~self.filled.unsqueeze(1), -torch.inf)
+        span = self.span()
+        scores = torch.bmm(query.to(self.keys.dtype), self.keys[:, :span].transpose(1, 2))
+        return scores.masked_fill(~self.filled[:, :span].unsqueeze(1), -torch.inf)
 
     def read(self, query: Tensor, k: int, scores: Tensor | None = None) -> Retrieved:
         """The top-``k`` entries of each sub-env's store by inner product with ``query``.
@@ -221,7 +238,7 @@ class RetrievalStore:
             raise ValueError(f"RetrievalStore.read: k={k!r} must be a positive integer.")
         if scores is None:
             scores = self.scores(query)
-        top, slots = scores.topk(min(k, self.capacity), dim=-1)
+        top, slots = scores.topk(min(k, scores.shape[-1]), dim=-1)
         valid = torch.isfinite(top)
         rows = self._rows[:, None, None]
         grown = valid.view(*valid.shape, *(1,) * len(self.item_shape))
@@ -234,7 +251,7 @@ class RetrievalStore:
             slots=torch.where(valid, slots, -1),
             valid=valid,
         )
-        if k > self.capacity:  # more asked than a store can hold: pad with invalid entries
+        if k > top.shape[-1]:  # more asked than the slots in use (at most the capacity): pad with invalid entries
             fills = (0, 0, -1, 0, -torch.inf, -1, False)  # in the order of Retrieved's fields
             out = Retrieved(*(_pad(x, k, fill) for x, fill in zip(out, fills, strict=True)))
         return out
