@@ -295,9 +295,9 @@ class Memory(nn.Module):
     def soft_visibility(filled: Tensor, slots: Tensor, start: Tensor) -> Tensor:
         """``(E, T, C + T)`` bool: which entries acting's store held when step ``i`` of a segment read it.
 
-        The candidates are the first ``C`` slots of the store at the segment's start (``filled (E, C)``: every slot
-        that was filled, and maybe more) and the
-        segment's own ``T`` writes (``slots (E, T)``: where each went, -1 if not stored). Step ``i`` reads
+        The candidates are the first ``C`` slots of the store at the segment's start (``filled (E, C)``: every
+        filled slot, and maybe more) and the segment's own ``T`` writes (``slots (E, T)``: where each went, -1 if
+        not stored). Step ``i`` reads
         before it writes, after its episode start (if any) emptied the store. So a start slot is held until
         an episode starts or a segment write lands in it; the write of step ``s`` is held at steps
         ``s < i`` of its episode until a later write takes its slot.
@@ -329,7 +329,7 @@ class Memory(nn.Module):
         (only the order of float sums): the update's soft read then costs O(entries in use), not O(capacity).
         Each sub-env keeps its held candidates in their order, first; ``U`` is the most any sub-env holds, and
         the shorter rows are padded with candidates held by no step. Returns ``entries (E, U, d)``,
-        ``held (E, T, U)``.
+        ``held (E, T, U)``. Reading ``U`` costs one device sync per segment on an accelerator.
         """
         used = held.any(1)  # (E, C + T)
         u = max(int(used.sum(1).max()), 1)
