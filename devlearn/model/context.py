@@ -127,6 +127,7 @@ class SequenceContext:
                 k = memory.cfg.k
                 self.read_values = torch.zeros(*lead, k, d_model, device=device)
                 self.read_valid = torch.zeros(*lead, k, dtype=torch.bool, device=device)
+                self.read_steps = torch.full((*lead, k), -1, dtype=torch.long, device=device)
                 self.write_slot = torch.full(lead, -1, dtype=torch.long, device=device)
             self._reads: Reads | None = None  # the store's reads over the segment (the update's)
 
@@ -159,6 +160,7 @@ class SequenceContext:
         self.mem[:, j] = self.memory.step(state, self.enc[:, j], self.start[:, j], surprise)
         if self.memory.uses_store:
             self.read_values[:, j], self.read_valid[:, j] = state.last_values, state.last_valid
+            self.read_steps[:, j] = state.last_read
             self.write_slot[:, j] = state.last_slot
 
     def reencode(self, encoder: Encoder, upto: int) -> None:
@@ -183,7 +185,7 @@ class SequenceContext:
         if self.memory is not None:
             own += (self.mem, self.surprise)
             if self.memory.uses_store:
-                own += (self.read_values, self.read_valid, self.write_slot)
+                own += (self.read_values, self.read_valid, self.read_steps, self.write_slot)
             self.memory_start = self._memory_next
         for buf in (*own, *aligned):
             buf[:, : self.window] = buf[:, keep].clone()
@@ -209,7 +211,7 @@ class SequenceContext:
         from ``memory_start`` (``Memory.sequence``): the tokens of step ``j`` depend on all steps before it,
         so the cost of a batch grows with the number of sub-envs it draws from.
         The store's reads (which stored steps each position retrieved, where each write went) are those acting
-        recorded at each position (``read_values``, ``read_valid``, ``write_slot``), gathered once per segment on
+        recorded at each position (``read_values``, ``read_valid``, ``read_steps``, ``write_slot``), gathered once per segment on
         the first call after acting (``Memory.reads``) and reused: the minibatches read what acting read, with
         no step-by-step replay of the store.
         """
@@ -227,7 +229,7 @@ class SequenceContext:
             with torch.no_grad():
                 self._reads = self.memory.reads(
                     self.memory_start.store, self.enc[:, seg], start, self.read_values[:, seg],
-                    self.read_valid[:, seg], self.write_slot[:, seg],
+                    self.read_valid[:, seg], self.read_steps[:, seg], self.write_slot[:, seg],
                 )  # fmt: skip
         # Only the sub-envs these windows come from are encoded and replayed: the update's minibatches hold few
         # (``DevelopmentalAgent._minibatches``). ``rows``: their streams; ``local``: each window's row among them.

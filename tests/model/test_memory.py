@@ -93,21 +93,58 @@ def test_what_acting_recorded_is_what_a_replay_of_the_store_reads(one_thread, wr
     with torch.no_grad():
         act(memory, state, emb[:, first], start[:, first], surprise[:, first])  # a full store: evictions below
         saved = state.snapshot()
-        values, valid, slots, tokens = [], [], [], []
+        values, valid, read, slots, tokens = [], [], [], [], []
         for i in range(second.start, second.stop):
             tokens.append(memory.step(state, emb[:, i], start[:, i], surprise[:, i]))
             values.append(state.last_values)
             valid.append(state.last_valid)
+            read.append(state.last_read)
             slots.append(state.last_slot)
         slots = torch.stack(slots, 1)
         assert (slots >= 0).any() and (slots < 0).any()  # some steps stored (evicting), some not
         seg = emb[:, second], start[:, second], surprise[:, second]
-        recorded = memory.reads(saved.store, seg[0], seg[1], torch.stack(values, 1), torch.stack(valid, 1), slots)
+        stacked = (torch.stack(x, 1) for x in (values, valid, read))
+        recorded = memory.reads(saved.store, seg[0], seg[1], *stacked, slots)
         replayed = memory.replay(saved.snapshot(), *seg[:2], memory.episode_steps(saved, seg[1]), seg[2])
     for name, a, b in zip(recorded._fields, recorded, replayed, strict=True):
         assert torch.equal(a, b), name
     recomputed = memory.sequence(saved.snapshot(), *seg, recorded)
     torch.testing.assert_close(recomputed, torch.stack(tokens, 1), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_a_fact_read_back_within_the_segment_teaches_the_step_that_wrote_it(one_thread, soft):
+    """The update's reads of entries its own segment wrote carry gradient to those steps' embeddings (so a rule
+    read at step 0 and recalled at step 9 trains the encoder to read it); entries older than the segment do not.
+    The second segment continues the first one's episode in sub-env 0 and starts a new one in sub-env 1."""
+    torch.manual_seed(0)
+    memory = Memory(D, MemoryConfig(variant="retrieval", k=2, capacity=32, soft=soft))
+    with torch.no_grad():
+        memory.query.weight.copy_(torch.eye(D))  # soft: the query starts at zero; make it pick
+    emb, start, surprise = segment(2, 16, seed=3)
+    start[1, 10] = True
+    state = memory.initial_state(2)
+    with torch.no_grad():
+        act(memory, state, emb[:, :8], start[:, :8], surprise[:, :8])
+    saved = state.snapshot()
+    reads = memory.replay(saved.snapshot(), emb[:, 8:], start[:, 8:], memory.episode_steps(saved, start[:, 8:]))
+    second = emb[:, 8:].clone().requires_grad_(True)
+    tokens = memory.sequence(saved.snapshot(), second, start[:, 8:], None, reads)
+    with torch.no_grad():
+        frozen = memory.sequence(saved.snapshot(), second, start[:, 8:], None, reads)
+    torch.testing.assert_close(tokens, frozen, atol=0, rtol=0)  # the values are the same; only gradients differ
+    last = 7  # the segment's last step: episode step 15 in sub-env 0, 5 in sub-env 1
+    read = reads.steps[:, last]
+    assert (read[0] < 8).any() and (read[0] >= 8).any() and (read[1] >= 0).all()  # old and new entries
+    tokens[:, last, :2].sum().backward()  # the top-k tokens only
+    got = second.grad.abs().sum(-1)  # (2, 8): gradient reaching each step of the segment
+    position = {0: lambda s: s - 8, 1: lambda s: s + 2}  # where each sub-env's episode step s sits in the segment
+    wrote = {(e, position[e](s)) for e in (0, 1) for s in read[e].tolist() if position[e](s) >= 0}
+    assert len(wrote) >= 3  # both of sub-env 1's reads, and sub-env 0's new one
+    assert all(got[e, p] > 0 for e, p in wrote)
+    silent = [(e, p) for e in (0, 1) for p in range(last) if (e, p) not in wrote]
+    if not soft:  # no other step feeds these tokens (the soft read would reach every held entry)
+        assert all(got[e, p] == 0 for e, p in silent)
 
 
 def test_the_soft_read_keeps_only_the_candidates_some_step_held(one_thread):
@@ -118,9 +155,9 @@ def test_the_soft_read_keeps_only_the_candidates_some_step_held(one_thread):
     held[0, :, [1, 4]] = True
     held[0, 2, 7] = True  # seen by one step only: kept
     held[1, 1:, 9] = True
-    kept, kept_held = Memory.held_only(entries, held)
+    kept, kept_held, order = Memory.held_only(entries, held)
     assert kept.shape == (2, 3, D) and kept_held.shape == (2, 3, 3)  # the most any sub-env holds: 3
-    assert torch.equal(kept[0], entries[0, [1, 4, 7]])
+    assert torch.equal(kept[0], entries[0, [1, 4, 7]]) and torch.equal(order[0], torch.tensor([1, 4, 7]))
     assert torch.equal(kept[1, 0], entries[1, 9]) and not kept_held[1, :, 1:].any()  # padding: held by no step
     memory = Memory(D, MemoryConfig(variant="retrieval", capacity=8))
     query = torch.randn(2, 3, D, generator=gen)

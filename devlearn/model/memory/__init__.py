@@ -28,8 +28,10 @@ Per step ``t`` of each sub-env, in this order (the same in ``step`` and in ``seq
 The tokens are a pure function of (the state at a segment's start, the segment's step embeddings,
 episode starts and surprises), so the update recomputes them exactly (``sequence``) from a
 ``snapshot`` taken while acting, as sb3-contrib's RecurrentPPO does with LSTM states. Gradients flow
-into ``W_q`` (through the scores), ``W_v``, ``W_r``, the SSM and the current embeddings; stored
-embeddings are constants (no backpropagation into the past beyond the segment, nor through the store).
+into ``W_q`` (through the scores), ``W_v``, ``W_r``, the SSM and the segment's embeddings, including those
+the store returns from earlier in the same segment (``_written_here``): a rule read at step 0 and recalled
+at step 9 teaches the encoder to read it, as backpropagation through time within a sequence would. Entries
+stored before the segment are constants (no backpropagation into the past beyond the segment).
 The update's soft read attends over the store at the segment's start plus the segment's own writes,
 each masked to the steps where acting's store held it (``soft_visibility``): what acting read, exactly.
 
@@ -79,11 +81,13 @@ class Reads(NamedTuple):
 
     values: Tensor  # (E, T, k, d) the top-k entries each step read, best first; zeros where not valid
     valid: Tensor  # (E, T, k) bool
+    steps: Tensor  # (E, T, k) the episode step each of them was written at; -1 where not valid
     # the soft read's candidates and which of them each step's read saw (None without the soft read):
     # the candidates some step held (``Memory.held_only``), drawn from the store's C slots at the segment's start
     # and the segment's own T steps:
     entries: Tensor | None  # (E, U, d) their embeddings as acting stored them
     held: Tensor | None  # (E, T, U) bool: which of them each step's read saw (``Memory.soft_visibility``)
+    written: Tensor | None  # (E, U) the segment position that wrote each of them; -1: in the store at its start
 
     def select(self, rows: Tensor) -> Reads:
         """The reads of sub-envs ``rows`` only (a ``(R,)`` index), in that order."""
@@ -281,11 +285,14 @@ class Memory(nn.Module):
         if self.uses_store:
             if retrieved is None:
                 retrieved = self.replay(state, emb, start, steps, surprise)
-            topk = (retrieved.values, retrieved.valid)
+            topk = (self._written_here(retrieved.values, retrieved.steps, steps, emb), retrieved.valid)
             query = self.query(emb)
             if self.soft:  # stored keys and values are both the step's embedding
-                scores = (query @ retrieved.entries.transpose(1, 2)).masked_fill(~retrieved.held, -torch.inf)
-                soft = self._soft_read(scores, retrieved.entries)[:2]
+                mine = retrieved.written >= 0  # written by this segment: read with gradient, as the top-k
+                own = emb.gather(1, retrieved.written.clamp(min=0).unsqueeze(-1).expand(-1, -1, emb.shape[-1]))
+                entries = torch.where(mine.unsqueeze(-1), own, retrieved.entries)
+                scores = (query @ entries.transpose(1, 2)).masked_fill(~retrieved.held, -torch.inf)
+                soft = self._soft_read(scores, entries)[:2]
         gist = None
         if self.uses_ssm:
             gist, state.ssm = self.ssm(self._ssm_input(emb, topk), state.ssm, reset=start)
@@ -322,20 +329,21 @@ class Memory(nn.Module):
         return torch.cat([held_start, held_seg], 2)
 
     @staticmethod
-    def held_only(entries: Tensor, held: Tensor) -> tuple[Tensor, Tensor]:
+    def held_only(entries: Tensor, held: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The soft read's candidates that some step held: ``entries (E, C + T, d)``, ``held (E, T, C + T)`` -> ``U`` of them.
 
         A candidate no step held has softmax weight exactly 0 at every step, so dropping it changes no read
         (only the order of float sums): the update's soft read then costs O(entries in use), not O(capacity).
         Each sub-env keeps its held candidates in their order, first; ``U`` is the most any sub-env holds, and
         the shorter rows are padded with candidates held by no step. Returns ``entries (E, U, d)``,
-        ``held (E, T, U)``. Reading ``U`` costs one device sync per segment on an accelerator.
+        ``held (E, T, U)`` and ``order (E, U)``, each kept candidate's index among the ``C + T``. Reading ``U``
+        costs one device sync per segment on an accelerator.
         """
         used = held.any(1)  # (E, C + T)
         u = max(int(used.sum(1).max()), 1)
         order = torch.argsort((~used).to(torch.uint8), dim=1, stable=True)[:, :u]  # held ones first, in order
         entries = entries.gather(1, order.unsqueeze(-1).expand(-1, -1, entries.shape[-1]))
-        return entries, held.gather(2, order.unsqueeze(1).expand(-1, held.shape[1], -1))
+        return entries, held.gather(2, order.unsqueeze(1).expand(-1, held.shape[1], -1)), order
 
     @staticmethod
     def episode_steps(state: MemoryState, start: Tensor) -> Tensor:
@@ -358,37 +366,65 @@ class Memory(nn.Module):
         emb = emb.detach()
         queries = self.query(emb)
         first = state.store.clone() if self.soft else None  # the soft read's first C candidates
-        values, valid, slots = [], [], []
+        values, valid, read, slots = [], [], [], []
         for i in range(t):
             state.store.reset(start[:, i])
             got = state.store.read(queries[:, i], self.cfg.k)
             values.append(got.values[:, 0])
             valid.append(got.valid[:, 0])
+            read.append(got.steps[:, 0])
             slots.append(
                 state.store.write(
                     emb[:, i], emb[:, i], steps[:, i], steps[:, i], None if surprise is None else surprise[:, i]
                 )
             )
-        return self.reads(first, emb, start, torch.stack(values, 1), torch.stack(valid, 1), torch.stack(slots, 1))
+        stacked = (torch.stack(x, 1) for x in (values, valid, read, slots))
+        return self.reads(first, emb, start, *stacked)
 
     def reads(
-        self, first: RetrievalStore | None, emb: Tensor, start: Tensor, values: Tensor, valid: Tensor, slots: Tensor
+        self,
+        first: RetrievalStore | None,
+        emb: Tensor,
+        start: Tensor,
+        values: Tensor,
+        valid: Tensor,
+        read: Tensor,
+        slots: Tensor,
     ) -> Reads:
-        """``Reads`` of a segment from what its steps did: the top-k ``values (E, T, k, d)`` and ``valid (E, T, k)``
-        each step read, the ``slots (E, T)`` its write went to (-1: not stored), the store ``first`` at the segment's
-        start (None without the soft read) and the step embeddings ``emb (E, T, d)`` that were offered.
+        """``Reads`` of a segment from what its steps did: the top-k ``values (E, T, k, d)``, ``valid (E, T, k)``
+        and the episode steps they were written at (``read (E, T, k)``, -1 where not valid) each step read, the
+        ``slots (E, T)`` its write went to (-1: not stored), the store ``first`` at the segment's start (None
+        without the soft read) and the step embeddings ``emb (E, T, d)`` that were offered.
 
         ``replay`` recomputes those; a ``SequenceContext`` keeps acting's own (``MemoryState.last_values`` ...).
         The soft read's candidates and visibility are computed here, once per segment, not in every minibatch.
         """
-        entries = held = None
+        entries = held = written = None
         if self.soft:
             span = first.span()  # the start store's slots past its span were empty: no step read them
-            entries, held = self.held_only(
+            entries, held, order = self.held_only(
                 torch.cat([first.values[:, :span], emb.detach()], 1),
                 self.soft_visibility(first.filled[:, :span], slots, start),
             )
-        return Reads(values, valid, entries, held)
+            written = torch.where(order >= span, order - span, -1)
+        return Reads(values, valid, read, entries, held, written)
+
+    @staticmethod
+    def _written_here(values: Tensor, read: Tensor, steps: Tensor, emb: Tensor) -> Tensor:
+        """The top-k ``values (E, T, k, d)`` with those written within this segment taken from ``emb (E, T, d)``.
+
+        Same values (acting stored the embedding the update recomputes, up to rounding), but with gradient into
+        the encoder. ``read (E, T, k)``: the episode step each read entry was written at; ``steps (E, T)``: each
+        position's. A store holds this episode's steps only, so the entry of step ``s`` read at position ``i`` was
+        written at position ``i - (steps_i - s)``, within the segment when that is ``>= 0``.
+        """
+        at = torch.arange(steps.shape[1], device=steps.device).view(1, -1, 1)
+        pos = at - (steps.unsqueeze(-1) - read)  # (E, T, k)
+        mine = (read >= 0) & (pos >= 0)
+        e, t, k = read.shape
+        index = pos.clamp(min=0).view(e, t * k, 1).expand(-1, -1, emb.shape[-1])
+        own = emb.gather(1, index).view(e, t, k, -1)
+        return torch.where(mine.unsqueeze(-1), own, values)
 
     # --- shared by both paths ---------------------------------------------------------------------
     def _ssm_input(self, emb: Tensor, retrieved: tuple[Tensor, Tensor] | None) -> Tensor:
