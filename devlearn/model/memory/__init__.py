@@ -413,8 +413,9 @@ class Memory(nn.Module):
     def _written_here(values: Tensor, read: Tensor, steps: Tensor, emb: Tensor) -> Tensor:
         """The top-k ``values (E, T, k, d)`` with those written within this segment taken from ``emb (E, T, d)``.
 
-        Same values (acting stored the embedding the update recomputes, up to rounding), but with gradient into
-        the encoder. ``read (E, T, k)``: the episode step each read entry was written at; ``steps (E, T)``: each
+        Before the first gradient step these are the same values (acting stored the embedding the update recomputes,
+        up to rounding); after it they are the current encoder's, as the segment's other embeddings are, and carry
+        gradient into it. ``read (E, T, k)``: the episode step each read entry was written at; ``steps (E, T)``: each
         position's. A store holds this episode's steps only, so the entry of step ``s`` read at position ``i`` was
         written at position ``i - (steps_i - s)``, within the segment when that is ``>= 0``.
         """
