@@ -21,58 +21,11 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from gymnasium import spaces
-from torch import nn
-from torch.nn import functional as F
 
-from devlearn.envs.inbox.content import generate_instruction
-from devlearn.envs.inbox.env import encode
-from devlearn.model.core import ObservationEncoder
+from devlearn.agents.developmental.inbox_probe import rule_reading
 
 RESULTS = Path(__file__).parent / "results"
-OBS_BYTES = 256  # Inbox-v0's default observation size
-
-
-def instructions(rng: np.random.Generator, n: int, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``n`` fresh instructions: their bytes ``(n, 256)``, may-delete ``(n,)`` and archive rule ``(n,)`` in 0..2."""
-    xs, spam, archive = [], [], []
-    for _ in range(n):
-        ins = generate_instruction(rng, split)
-        xs.append(np.frombuffer(encode(ins.text, OBS_BYTES), np.uint8))
-        spam.append(int(ins.may_delete))
-        archive.append(int(ins.archive_newsletters) + 2 * int(ins.archive_alerts) - 1)  # 0, 1 or 2
-    return torch.as_tensor(np.stack(xs)), torch.tensor(spam), torch.tensor(archive)
-
-
-def run(seed: int, steps: int, batch: int, d_model: int, lr: float, split: str, every: int) -> dict:
-    torch.manual_seed(seed)
-    train_rng, test_rng = np.random.default_rng(seed), np.random.default_rng(10_000 + seed)
-    encoder = ObservationEncoder(spaces.Box(0, 255, (OBS_BYTES,), np.uint8), d_model)
-    head = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, 2 + 3))
-    opt = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=lr)
-    x_test, spam_test, archive_test = instructions(test_rng, 512, split)
-    curve = []
-    for step in range(steps + 1):
-        if step % every == 0:
-            with torch.no_grad():
-                out = head(encoder(x_test))
-            curve.append({
-                "step": step,
-                "spam_accuracy": float((out[:, :2].argmax(1) == spam_test).float().mean()),
-                "archive_accuracy": float((out[:, 2:].argmax(1) == archive_test).float().mean()),
-            })  # fmt: skip
-            print(f"seed {seed} step {step}: {curve[-1]}", flush=True)
-        if step == steps:
-            break
-        x, spam, archive = instructions(train_rng, batch, "train")
-        out = head(encoder(x))
-        loss = F.cross_entropy(out[:, :2], spam) + F.cross_entropy(out[:, 2:], archive)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return {"seed": seed, "curve": curve}
 
 
 def main() -> None:
@@ -90,7 +43,12 @@ def main() -> None:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
     begun = time.perf_counter()
-    runs = [run(s, args.steps, args.batch, args.d_model, args.lr, args.split, args.every) for s in args.seeds]
+    runs = []
+    for seed in args.seeds:
+        curve = rule_reading(seed, args.steps, args.batch, args.d_model, args.lr, args.split, args.every)
+        for point in curve:
+            print(f"seed {seed}: {point}", flush=True)
+        runs.append({"seed": seed, "curve": curve})
     out = RESULTS / f"inbox_rule_encoding{'-' + args.tag if args.tag else ''}.json"
     machine = {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__}
     out.write_text(json.dumps({"args": vars(args), "machine": machine, "runs": runs,

@@ -33,13 +33,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from gymnasium import spaces
+from torch import Tensor, nn
+from torch.nn import functional as F
 
 from devlearn.agents.developmental import probe
-from devlearn.envs.inbox.content import CATEGORIES, KEEP
+from devlearn.envs.inbox.content import CATEGORIES, KEEP, generate_instruction
+from devlearn.envs.inbox.env import encode
 from devlearn.envs.vector.make import make_vector_env
 from devlearn.model.context import SequenceContext, Window, to_device
+from devlearn.model.core import ObservationEncoder
 
 ENV_ID = "devlearn/Inbox-v0"
+
+OBS_BYTES = 256  # Inbox-v0's default observation size
 
 
 def probe_agent(memory: str, num_emails: int, batch: int, seed: int, overrides: dict[str, Any] | None = None):
@@ -171,3 +178,53 @@ def inbox_probe(
         "eval_seconds": eval_seconds,
         **({"agent": agent} if return_agent else {}),
     }
+
+
+def rule_instructions(rng: np.random.Generator, n: int, split: str = "train") -> tuple[Tensor, Tensor, Tensor]:
+    """``n`` fresh instructions as Inbox-v0 shows them: bytes ``(n, 256)``, may-delete ``(n,)``, archive rule ``(n,)`` in 0..2."""
+    rules = [generate_instruction(rng, split) for _ in range(n)]
+    x = torch.as_tensor(np.stack([np.frombuffer(encode(r.text, OBS_BYTES), np.uint8) for r in rules]))
+    spam = torch.tensor([int(r.may_delete) for r in rules])
+    archive = torch.tensor([int(r.archive_newsletters) + 2 * int(r.archive_alerts) - 1 for r in rules])
+    return x, spam, archive
+
+
+def rule_reading(
+    seed: int = 0,
+    steps: int = 300,
+    batch: int = 32,
+    d_model: int = 64,
+    lr: float = 1e-3,
+    split: str = "train",
+    every: int = 50,
+    n_test: int = 512,
+) -> list[dict[str, float]]:
+    """Can the agent's ``ObservationEncoder`` alone read the rules? Trained by supervision on instruction bytes (a
+    small MLP head, ``batch`` fresh instructions of the training word lists a step), scored every ``every`` steps
+    on ``n_test`` unseen instructions of ``split``. Returns the curve: ``step``, ``spam_accuracy``, ``archive_accuracy``.
+    """
+    torch.manual_seed(seed)
+    train_rng, test_rng = np.random.default_rng(seed), np.random.default_rng(10_000 + seed)
+    encoder = ObservationEncoder(spaces.Box(0, 255, (OBS_BYTES,), np.uint8), d_model)
+    head = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, 2 + 3))
+    opt = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=lr)
+    x_test, spam_test, archive_test = rule_instructions(test_rng, n_test, split)
+    curve = []
+    for step in range(steps + 1):
+        if step % every == 0 or step == steps:
+            with torch.no_grad():
+                out = head(encoder(x_test))
+            curve.append({
+                "step": step,
+                "spam_accuracy": float((out[:, :2].argmax(1) == spam_test).float().mean()),
+                "archive_accuracy": float((out[:, 2:].argmax(1) == archive_test).float().mean()),
+            })  # fmt: skip
+        if step == steps:
+            break
+        x, spam, archive = rule_instructions(train_rng, batch, "train")
+        out = head(encoder(x))
+        loss = F.cross_entropy(out[:, :2], spam) + F.cross_entropy(out[:, 2:], archive)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return curve

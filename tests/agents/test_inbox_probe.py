@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from devlearn.agents.developmental.inbox_probe import inbox_probe, inbox_scores, probe_agent
+from devlearn.agents.developmental.inbox_probe import inbox_probe, inbox_scores, probe_agent, rule_reading
 from devlearn.envs.inbox.content import CATEGORIES, DELETE
 from devlearn.envs.vector.make import make_vector_env
 
@@ -94,35 +94,7 @@ def test_the_observation_encoder_alone_learns_to_read_the_rules():
     """The agent's observation encoder, trained by supervision on instruction bytes, reads the spam and archive rules of
     instructions it never saw: a probe that does not learn them lacks a training signal, not a reader
     (``bench/inbox_rule_encoding.py``; docs/benchmarks.md, "Inbox: reading the rule is a gradient path")."""
-    from gymnasium import spaces
-    from torch import nn
-    from torch.nn import functional as F
-
-    from devlearn.envs.inbox.content import generate_instruction
-    from devlearn.envs.inbox.env import encode
-    from devlearn.model.core import ObservationEncoder
-
-    def instructions(rng, n):
-        rules = [generate_instruction(rng, "train") for _ in range(n)]
-        x = torch.as_tensor(np.stack([np.frombuffer(encode(r.text, 256), np.uint8) for r in rules]))
-        spam = torch.tensor([int(r.may_delete) for r in rules])
-        archive = torch.tensor([int(r.archive_newsletters) + 2 * int(r.archive_alerts) - 1 for r in rules])
-        return x, spam, archive
-
-    torch.manual_seed(0)
-    encoder = ObservationEncoder(spaces.Box(0, 255, (256,), np.uint8), 64)
-    head = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 5))
-    opt = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=1e-3)
-    rng = np.random.default_rng(0)
-    for _ in range(100):
-        x, spam, archive = instructions(rng, 32)
-        out = head(encoder(x))
-        loss = F.cross_entropy(out[:, :2], spam) + F.cross_entropy(out[:, 2:], archive)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    x, spam, archive = instructions(np.random.default_rng(1), 256)  # other bosses, rules and phrasings' mixes
-    with torch.no_grad():
-        out = head(encoder(x))
-    assert (out[:, :2].argmax(1) == spam).float().mean() >= 0.98
-    assert (out[:, 2:].argmax(1) == archive).float().mean() >= 0.98
+    curve = rule_reading(seed=0, steps=100, every=100, n_test=256)
+    assert curve[-1]["step"] == 100
+    assert curve[-1]["spam_accuracy"] >= 0.98
+    assert curve[-1]["archive_accuracy"] >= 0.98
