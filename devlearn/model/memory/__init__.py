@@ -73,9 +73,6 @@ class MemoryConfig:
     # the gist forgets at least 1/gist_horizon a step (0: unbounded): its state then settles within a few horizons,
     # so a network trained on short episodes meets the same states in long ones (docs/benchmarks.md)
     gist_horizon: int = 0
-    # the gist reads each SSM head as a decayed mean of its writes, not a decayed sum: no head's scale then grows
-    # with the episode's length (SelectiveSSM's ``mean``; docs/benchmarks.md, "Recall to 100,000 steps")
-    gist_mean: bool = False
     soft: bool = True  # one more token: a softmax read over the whole store (gradient to every entry)
 
 
@@ -185,8 +182,7 @@ class Memory(nn.Module):
                     f"memory.gist_horizon={cfg.gist_horizon!r} must be 0 (unbounded) or a positive integer (steps)."
                 )
             self.ssm = SelectiveSSM(
-                d_model, n_heads=cfg.n_heads, d_state=cfg.d_state, chunk=cfg.chunk, horizon=cfg.gist_horizon,
-                mean=cfg.gist_mean,
+                d_model, n_heads=cfg.n_heads, d_state=cfg.d_state, chunk=cfg.chunk, horizon=cfg.gist_horizon
             )
             self.gist_type = nn.Parameter(torch.zeros(d_model))
         if self.uses_store:

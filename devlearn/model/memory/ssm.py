@@ -162,13 +162,6 @@ class SelectiveSSM(nn.Module):
             episode's length. Unbounded (0), a head whose decay learned to stay near 1 keeps adding its
             input for as long as the episode runs, and after thousands of steps reaches states that a
             network trained on hundreds never saw (docs/benchmarks.md, "Recall to 100,000 steps").
-        mean: read each head's state as a decayed *mean* of its writes rather than a decayed sum: the
-            head's output ``C_t S_t`` is divided by ``n_t = exp(g_t) n_{t-1} + dt_t``, the total weight
-            written so far (a second, scalar scan with the same decays). A slow head's sum grows for as
-            long as the episode runs (up to ``1 / (1 - decay)`` times its input); its mean stays the
-            size of one input at any length, so it keeps no head's scale tied to the episode's length
-            and keeps the heads' balance against each other and against the skip ``D x``. The state
-            carries ``n`` in one extra row: ``(n_heads, d_state + 1, head_dim)``, ``n`` in column 0.
     """
 
     def __init__(
@@ -182,7 +175,6 @@ class SelectiveSSM(nn.Module):
         dt_min: float = 1e-3,
         dt_max: float = 0.1,
         horizon: int = 0,
-        mean: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 0:
@@ -206,7 +198,7 @@ class SelectiveSSM(nn.Module):
                 f"SelectiveSSM: need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}."
             )
         self.d_model, self.n_heads, self.head_dim, self.d_state = d_model, n_heads, head_dim, d_state
-        self.chunk, self.kernel, self.horizon, self.mean = chunk, kernel, horizon, bool(mean)
+        self.chunk, self.kernel, self.horizon = chunk, kernel, horizon
         self.d_inner = n_heads * head_dim
         # one projection for the gate z, the input x, B and C (shared by the heads, Mamba-2's ngroups=1) and dt
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner + 2 * d_state + n_heads)
@@ -219,13 +211,11 @@ class SelectiveSSM(nn.Module):
         self.out_proj = nn.Linear(self.d_inner, d_model)
 
     def initial_state(self, batch: int, device: torch.device | str | None = None) -> Tensor:
-        """A zero state ``(batch, n_heads, d_state, head_dim)`` (fp32, as the kernels keep it); with ``mean``,
-        one more row for the written weight: ``(batch, n_heads, d_state + 1, head_dim)``."""
-        return torch.zeros(batch, self.n_heads, self.d_state + int(self.mean), self.head_dim, device=device)
+        """A zero state ``(batch, n_heads, d_state, head_dim)`` (fp32, as the kernels keep it)."""
+        return torch.zeros(batch, self.n_heads, self.d_state, self.head_dim, device=device)
 
-    def _project(self, u: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """``u (..., d_model)`` -> ``z (..., d_inner)``, ``x (..., H, P)``, ``q, k (..., H, N)``, ``v (..., H, P)``,
-        ``dt (..., H)``, ``g (..., H)``."""
+    def _project(self, u: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """``u (..., d_model)`` -> ``z (..., d_inner)``, ``x (..., H, P)``, ``q, k (..., H, N)``, ``v (..., H, P)``, ``g (..., H)``."""
         z, x, b, c, dt = self.in_proj(u).split(
             [self.d_inner, self.d_inner, self.d_state, self.d_state, self.n_heads], dim=-1
         )
@@ -236,21 +226,7 @@ class SelectiveSSM(nn.Module):
         x = x.unflatten(-1, (self.n_heads, self.head_dim))
         heads = (*b.shape[:-1], self.n_heads, self.d_state)
         q, k = c.unsqueeze(-2).expand(heads), b.unsqueeze(-2).expand(heads)
-        return z, x, q, k, x * dt.unsqueeze(-1), dt, g
-
-    def _split(self, state: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
-        """A carried state -> the scan's ``S (B, H, N, P)`` and, with ``mean``, the written weight ``n (B, H, 1, 1)``."""
-        if state is None or not self.mean:
-            return state, None
-        return state[:, :, : self.d_state], state[:, :, self.d_state :, :1]
-
-    def _join(self, s: Tensor, n: Tensor | None) -> Tensor:
-        return s if n is None else torch.cat([s, F.pad(n, (0, s.shape[-1] - 1))], dim=2)
-
-    @staticmethod
-    def _mean(o: Tensor, n: Tensor) -> Tensor:
-        # n >= dt > 0 from an episode's first step on; the floor only guards a dt that underflowed to 0
-        return o / n.clamp(min=1e-6)
+        return z, x, q, k, x * dt.unsqueeze(-1), g
 
     def _output(self, o: Tensor, x: Tensor, z: Tensor) -> Tensor:
         y = (o + self.D[:, None] * x).flatten(-2) * F.silu(z)
@@ -292,10 +268,9 @@ class SelectiveSSM(nn.Module):
         """
         if u.dim() != 3 or u.shape[-1] != self.d_model:
             raise ValueError(f"SelectiveSSM: input must be (B, T, {self.d_model}), got {tuple(u.shape)}.")
-        z, x, q, k, v, dt, g = self._project(u)
+        z, x, q, k, v, g = self._project(u)
         if reset is not None:
             g = g.masked_fill(self._check_reset(reset, u.shape[:2]).unsqueeze(-1), -math.inf)
-        state, weight = self._split(state)
         if self.use_kernel(u, reset):
             o, state = fla_kernel()(  # under bf16 autocast q and k come out of Linear in bf16, v (x * dt) in fp32
                 q=q.contiguous(),
@@ -303,16 +278,12 @@ class SelectiveSSM(nn.Module):
                 v=v.to(k.dtype),
                 g=g,
                 scale=1.0,
-                initial_state=None if state is None else state.contiguous(),  # a view of the carried state with ``mean``
+                initial_state=state,
                 output_final_state=True,
             )
         else:
             o, state = ssd_chunked(q, k, v, g, self.chunk, state)
-        if self.mean:  # the written weight: the same scan with q = k = 1 and v = dt
-            one = g.new_ones(*g.shape, 1)
-            n, weight = ssd_chunked(one, one, dt.unsqueeze(-1), g, self.chunk, weight)
-            o = self._mean(o, n)
-        return self._output(o, x, z), self._join(state, weight)
+        return self._output(o, x, z), state
 
     def step(
         self, u: Tensor, state: Tensor | None = None, reset: Tensor | None = None
@@ -325,16 +296,11 @@ class SelectiveSSM(nn.Module):
             raise ValueError(f"SelectiveSSM.step: input must be (B, {self.d_model}), got {tuple(u.shape)}.")
         if state is None:
             state = self.initial_state(u.shape[0], u.device).to(u.dtype)
-        z, x, q, k, v, dt, g = self._project(u)
+        z, x, q, k, v, g = self._project(u)
         if reset is not None:
             g = g.masked_fill(self._check_reset(reset, u.shape[:1]).unsqueeze(-1), -math.inf)
-        state, weight = self._split(state)
         o, state = ssd_step(q, k, v, g, state)
-        if self.mean:
-            one = g.new_ones(*g.shape, 1)
-            n, weight = ssd_step(one, one, dt.unsqueeze(-1), g, weight)
-            o = self._mean(o, n)
-        return self._output(o, x, z), self._join(state, weight)
+        return self._output(o, x, z), state
 
     @staticmethod
     def _check_reset(reset: Tensor, shape: torch.Size) -> Tensor:
