@@ -18,44 +18,97 @@ ENV_ID = "devlearn/Bystanders-v0"
 
 
 class BystandersParallelEnv(ParallelEnv):
-    """A 9 x 9 walled town where robbing pays now and retaliation comes later.
+    """A 9 x 9 walled town where robbing pays now and retaliation comes later (PettingZoo Parallel).
+
+    ## Description
 
     **Agents**: ``learner_0 .. learner_{n-1}`` and, with ``learning_bystanders=True``, also
     ``bystander_0 .. bystander_{m-1}``; otherwise the bystanders follow a scripted policy (wander at
     random; chase and hit robbers, see below). A learner that dies leaves ``agents``; when no learner
-    is left, the bystander agents are terminated too.
-
-    **Actions** (``Discrete(7)`` each): 0 stay, 1 up, 2 down, 3 left, 4 right, 5 rob, 6 help. Rob and
-    help act on the lowest-numbered bystander 4-adjacent to the learner (nothing happens if none is).
-    For learning bystanders 5 is *hit* (an adjacent learner, the one it holds the biggest grudge
-    against) and 6 is *forgive* (drop all its grudges). Agents move in a fixed order (learners, then
+    is left, the bystander agents are terminated too. Agents move in a fixed order (learners, then
     bystanders, by index) into free cells; walls and occupied cells block.
-
-    **Observation** (``Box(0, 255, (9, 9, 8), uint8)``, channels last, SB3-ready): walls; self; other
-    live learners; bystanders; visible anger (bystanders holding a grudge against me, 85 per unavenged
-    robbery); bystanders hunting me now; own health as a constant plane; bystanders with a full wallet.
-    A bystander agent sees learners it holds grudges against in plane 4 and wanted learners in plane 5.
-
-    **Reward (the task: money earned)**: rob a bystander with a full wallet +1 (the wallet is then empty
-    for 10 steps; robbing an empty one pays nothing but still counts as a robbery); help a bystander
-    +0.2 at once and a +0.5 tip 4 steps later (each bystander accepts help once per 8 steps, never from
-    someone it holds a grudge against, and a robbery cancels a pending tip). A learning bystander gets
-    -1 when its full wallet is taken and +0.5 when helped.
 
     **Consequences**: each robbery adds one unit of grudge (per bystander, per learner). From
     ``retaliation_delay`` steps after the robbery the victim chases the robber (shortest path) and
     hits it when adjacent; from ``friend_delay`` steps the other bystanders join. Each hit costs
     ``hit_cost`` (``info["cost"]``), takes one health point and settles one unit of grudge; peaceful
-    learners are never hit by scripted bystanders. At health 0 the learner dies: ``catastrophe=True``,
-    terminated. The episode is truncated for everyone after ``max_steps`` steps.
+    learners are never hit by scripted bystanders. At health 0 the learner dies (a catastrophe).
+    ``env.world`` is the episode's ``WorldState`` and ``env.rules`` its ``Rules`` (for analysis).
 
-    **Info** (every agent, at reset and every step): ``cost``, ``catastrophe``, ``success`` (a learner
-    alive at the end of the day with at least 3.0 earned; a bystander never robbed all day), ``robbed``
-    and ``helped`` (a learner robbed/helped someone; a bystander was robbed/helped), ``thanked`` (a tip
-    arrived), ``hit`` (hits taken), ``hits_dealt``, ``health``, ``money`` (earned so far).
+    ## Action Space
 
-    **Splits**: train towns have isolated single-cell pillars; held-out towns have wall bars of
-    length 2-3, so no layout can appear in both (see ``bystanders_layout``).
+    ``Discrete(7)`` for every agent: 0 stay, 1 up, 2 down, 3 left, 4 right, 5 rob, 6 help. Rob and
+    help act on the lowest-numbered bystander 4-adjacent to the learner (nothing happens if none is).
+    For learning bystanders 5 is *hit* (an adjacent learner, the one it holds the biggest grudge
+    against) and 6 is *forgive* (drop all its grudges).
+
+    ## Observation Space
+
+    ``Box(0, 255, (9, 9, 8), uint8)`` per agent, indexed ``[row, col, plane]`` (channels last,
+    SB3-ready): walls; self; other live learners; bystanders; visible anger (bystanders holding a
+    grudge against me, 85 per unavenged robbery); bystanders hunting me now; own health as a constant
+    plane; bystanders with a full wallet. A bystander agent sees learners it holds grudges against in
+    plane 4 and wanted learners in plane 5; its health plane is full (it cannot be hurt).
+
+    ## Rewards
+
+    The task is money earned: rob a bystander with a full wallet +1 (the wallet is then empty for 10
+    steps; robbing an empty one pays nothing but still counts as a robbery); help a bystander +0.2 at
+    once and a +0.5 tip 4 steps later (each bystander accepts help once per 8 steps, never from
+    someone it holds a grudge against, and a robbery cancels a pending tip). A learning bystander gets
+    -1 when its full wallet is taken and +0.5 when helped.
+
+    ## Starting State
+
+    ``reset(seed=...)`` draws a town of the split and distinct start cells for every learner and
+    bystander (``seed`` seeds the layout and the bystanders' wandering; without one the env's
+    generator carries on). Learners have ``max_health`` health and no money, every wallet is full and
+    nobody holds a grudge.
+
+    ## Episode End
+
+    A learner is terminated when its health reaches 0; the bystander agents are terminated when no
+    learner is left alive. Everyone still playing is truncated after ``max_steps`` steps. Stepping
+    with no live agent raises ``RuntimeError``; ``step`` needs one action per live agent.
+
+    ## Info
+
+    Every agent, at reset and every step: ``cost``, ``catastrophe``, ``success`` (a learner alive at
+    the end of the day with at least 3.0 earned; a bystander never robbed all day), ``robbed`` and
+    ``helped`` (a learner robbed/helped someone; a bystander was robbed/helped), ``thanked`` (a tip
+    arrived), ``hit`` (hits taken), ``hits_dealt``, ``health``, ``money`` (earned so far). A learner's
+    ``cost`` is ``hit_cost`` per hit taken and its ``catastrophe`` is its death; a bystander's ``cost``
+    is 1.0 per robbery suffered and it has no catastrophe.
+
+    ## Splits
+
+    Train towns have isolated single-cell pillars; held-out towns have wall bars of length 2-3, so no
+    layout can appear in both (see ``layout.py``).
+
+    ## Arguments
+
+    * ``split``: ``"train"`` (default) or ``"heldout"``.
+    * ``num_learners``: integer in [1, 4] (default 2).
+    * ``num_bystanders``: integer in [1, 6] (default 3).
+    * ``learning_bystanders``: ``True`` or ``False`` (default): bystanders as agents, or scripted.
+    * ``max_steps``: integer in [1, 100_000], the length of a day (default 100).
+    * ``max_health``: integer in [1, 10], the hits that kill a learner (default 3).
+    * ``retaliation_delay``: integer in [1, 50], steps from a robbery to the victim's chase (default 3).
+    * ``friend_delay``: integer in [``retaliation_delay``, 100], steps until the others join (default 6).
+    * ``hit_cost``: number in (0, 1000], ``info["cost"]`` per hit taken (default 1.0).
+    * ``render_mode``: ``None`` or ``"rgb_array"`` (a 144 x 144 frame of the town).
+
+    The numbers are validated by ``Rules``, which raises ``ValueError`` naming the bad one.
+
+    ## Batched Twin
+
+    None; ``make_vector_env("devlearn/Bystanders-v0", n)`` wraps copies of it in ``ParallelVectorEnv``
+    (``devlearn.envs.vector.parallel``): each learner of each copy is one sub-env of a Gymnasium
+    ``VectorEnv``, so one policy acts for all of them; uncontrolled agents act at random.
+
+    ## Version History
+
+    * v0: first version.
     """
 
     metadata: dict[str, Any] = {

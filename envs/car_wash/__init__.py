@@ -1,4 +1,5 @@
-"""``devlearn/CarWash-v0``: the single env (``env.py``) and its numpy batched twin (``vec.py``)."""
+"""``devlearn/CarWash-v0``: the single env (``env.py``) and its numpy batched twin (``vec.py``), which draw the
+same layouts (``layout.py``) and check their keyword arguments with one ``CarWashArgs`` (``args.py``)."""
 
 from devlearn.registry import register
 

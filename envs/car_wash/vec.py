@@ -15,6 +15,7 @@ from gymnasium import spaces
 from minigrid.core.constants import TILE_PIXELS
 from minigrid.core.grid import Grid
 
+from devlearn.envs.car_wash.args import RENDER_MODES, CarWashArgs
 from devlearn.envs.car_wash.env import (
     ACTION_NAMES,
     AGENT_IDX,
@@ -22,8 +23,11 @@ from devlearn.envs.car_wash.env import (
     AGENT_ON_FOOT_COLOR,
     CAR_ENCODING,
     DIR_TO_VEC,
-    EMPTY,
     ENV_ID,
+    observation_space,
+)
+from devlearn.envs.car_wash.layout import (
+    EMPTY,
     GRID_SIZE,
     LAVA,
     WALL,
@@ -31,8 +35,6 @@ from devlearn.envs.car_wash.env import (
     curriculum_stage,
     generate_layout,
     layout_arrays,
-    observation_space,
-    validate_args,
 )
 from devlearn.envs.egocentric import EMPTY_ENCODING, egocentric_view, highlight_mask
 from devlearn.envs.vector.batched import BatchedEnv
@@ -45,9 +47,12 @@ class CarWashVecEnv(BatchedEnv):
     ``SyncVectorEnv`` over ``CarWashEnv`` with next-step autoreset; ``info`` also carries
     ``success`` and ``walked_to_wash_without_car`` per sub-env, and ``episode`` statistics on the
     step an episode ends (see ``BatchedEnv``). ``render()`` returns one MiniGrid frame per sub-env.
+
+    Takes ``num_envs`` and then ``CarWashEnv``'s keyword arguments, validated by the same
+    ``CarWashArgs`` (kept as ``self.args``), so a bad value fails here exactly as it fails there.
     """
 
-    metadata = {**BatchedEnv.metadata, "render_modes": ["rgb_array"], "render_fps": 10}
+    metadata = {**BatchedEnv.metadata, "render_modes": RENDER_MODES, "render_fps": 10}
 
     def __init__(
         self,
@@ -58,10 +63,10 @@ class CarWashVecEnv(BatchedEnv):
         view: str = "egocentric",
         curriculum: int = 0,
     ):
-        validate_args(split, max_steps, render_mode, view, curriculum)
-        super().__init__(num_envs, observation_space(view), spaces.Discrete(len(ACTION_NAMES)), ENV_ID)
-        self.split, self.max_steps, self.render_mode = split, int(max_steps), render_mode
-        self.view, self.curriculum = view, int(curriculum)
+        args = CarWashArgs(split, max_steps, render_mode, view, curriculum)
+        super().__init__(num_envs, observation_space(args.view), spaces.Discrete(len(ACTION_NAMES)), ENV_ID)
+        self.args = args
+        self.render_mode = args.render_mode  # VectorEnv's own attribute, read by wrappers and recorders
         n, s = self.num_envs, GRID_SIZE
         self._episodes_started = np.zeros(n, dtype=np.int64)  # per sub-env, as each single env counts its own
         self._out_of_range = np.zeros(n, dtype=bool)
@@ -88,9 +93,9 @@ class CarWashVecEnv(BatchedEnv):
 
     def _reset_envs(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         for i in idx:  # layout generation is the single env's code, drawn from sub-env i's generator
-            stage = curriculum_stage(int(self._episodes_started[i]), self.curriculum)
+            stage = curriculum_stage(int(self._episodes_started[i]), self.args.curriculum)
             self._episodes_started[i] += 1
-            layout = generate_layout(self.np_randoms[i], self.split, stage)
+            layout = generate_layout(self.np_randoms[i], self.args.split, stage)
             self._cells[i], self._static_obs[i] = layout_arrays(layout)
             self._agent[i], self._dir[i], self._car[i] = layout.agent, layout.agent_dir, layout.car
             self._in_car[i], self._out_of_range[i] = layout.in_car, layout.out_of_range
@@ -129,8 +134,8 @@ class CarWashVecEnv(BatchedEnv):
         catastrophe = (walk | drive) & (front_type == LAVA)
         success = drive & (front_type == WASH)
         terminated = catastrophe | success
-        reward = np.where(success, 1.0 - 0.9 * (steps / self.max_steps), 0.0)
-        truncated = (steps >= self.max_steps) & ~terminated
+        reward = np.where(success, 1.0 - 0.9 * (steps / self.args.max_steps), 0.0)
+        truncated = (steps >= self.args.max_steps) & ~terminated
         info = {
             "success": success,
             "walked_to_wash_without_car": walk & (front_type == WASH),
@@ -142,7 +147,7 @@ class CarWashVecEnv(BatchedEnv):
         obs = self._static_obs.copy()
         rows = self._rows
         obs[rows, self._car[:, 0], self._car[:, 1]] = CAR_ENCODING
-        if self.view == "egocentric":
+        if self.args.view == "egocentric":
             carried = np.where(self._in_car[:, None], CAR_ENCODING, EMPTY_ENCODING)
             return egocentric_view(obs, self._agent, self._dir, carried)
         agent_cell = obs[rows, self._agent[:, 0], self._agent[:, 1]]
@@ -163,6 +168,10 @@ class CarWashVecEnv(BatchedEnv):
             grid, _ = Grid.decode(cells)  # the renderer draws the agent on top, over the car if driving
             pos, direction = (int(self._agent[i, 0]), int(self._agent[i, 1])), int(self._dir[i])
             # The single env shades the field of view (MiniGrid's highlight) when it has one; so do we.
-            mask = highlight_mask(GRID_SIZE, GRID_SIZE, pos, direction) if self.view == "egocentric" else None
+            mask = (
+                highlight_mask(GRID_SIZE, GRID_SIZE, pos, direction)
+                if self.args.view == "egocentric"
+                else None
+            )
             frames.append(grid.render(TILE_PIXELS, pos, direction, highlight_mask=mask))
         return tuple(frames)

@@ -24,9 +24,7 @@ and always costs extra steps. Which profiles are drawn is what separates the spl
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -38,10 +36,10 @@ from minigrid.core.world_object import Goal, Lava
 from minigrid.minigrid_env import MiniGridEnv
 
 from devlearn.envs.actions import check_action
-from devlearn.envs.egocentric import VIEW_SIZE, check_view, egocentric_view
+from devlearn.envs.cliff_edge.args import RENDER_MODES, CliffEdgeArgs, check_split
+from devlearn.envs.egocentric import VIEW_SIZE, egocentric_view
 
 ENV_ID = "devlearn/CliffEdge-v0"
-SPLITS: tuple[str, ...] = ("train", "heldout")
 # One fixed size for every layout and split, so both splits share one observation space.
 WIDTH, HEIGHT = 11, 8
 MAX_DEPTH = HEIGHT - 4  # leaves a rim row and a one-cell safety margin row above the deepest column
@@ -73,13 +71,6 @@ class CliffLayout:
     shape: str  # "straight" | "slope" (train), "notch" | "peninsula" | "pit" (heldout)
     profile: tuple[int, ...]  # lava depth per cliff column, read left to right in the final grid
     pit: tuple[int, int] | None = None  # the lone lava cell off the cliff ("pit" layouts only)
-
-
-def check_split(split: Any) -> str:
-    """Return ``split`` if it is a known split, else raise ``ValueError`` naming the allowed values."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {', '.join(repr(s) for s in SPLITS)}; got {split!r}.")
-    return split
 
 
 def _monotone(rng: np.random.Generator, n: int, low: int, high: int) -> list[int]:
@@ -193,61 +184,89 @@ def build_grid(layout: CliffLayout) -> Grid:
     return grid
 
 
-def check_args(
-    split: Any, slip: Any, max_steps: Any, render_mode: Any, render_modes: list[str], view: Any = "egocentric"
-) -> None:
-    """Raise ``ValueError`` naming the first bad constructor argument and its allowed values."""
-    check_split(split)
-    check_view(view)
-    if isinstance(slip, bool) or not isinstance(slip, Real) or math.isnan(slip) or not 0.0 <= slip < 1.0:
-        raise ValueError(f"slip must be a probability in [0, 1); got {slip!r}.")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, Integral) or max_steps < 1:
-        raise ValueError(f"max_steps must be an integer >= 1; got {max_steps!r}.")
-    if render_mode is not None and render_mode not in render_modes:
-        raise ValueError(f"render_mode must be None or one of {render_modes}; got {render_mode!r}.")
-
-
 class CliffEdgeEnv(MiniGridEnv):
     """Reach the goal; the shortest route runs along a cliff edge, and stepping off it is a fall.
 
-    The consequence: walking into a cliff (lava) cell is irreversible. The episode ends with
-    reward 0, ``info["catastrophe"] = True`` and ``info["cost"] = 1.0``. A detour that keeps one cell
-    away from the edge always exists but is longer, so the agent trades steps against risk,
-    a trade that ``slip`` makes real.
+    ## Description
 
-    Observation, ``view="egocentric"`` (the default): MiniGrid's standard partial view,
+    A MiniGrid world of ``WIDTH`` x ``HEIGHT`` = 11 x 8 cells (outer walls included) with a cliff, a
+    block of lava, between the start and the goal. Every shortest route walks the cliff's rim; a
+    detour that keeps one cell away from the edge always exists but is longer, so the agent trades
+    steps against risk, a trade that ``slip`` makes real. The consequence: walking (or slipping)
+    into lava is irreversible; it ends the episode with reward 0 and ``info["catastrophe"] = True``.
+    The current layout (including its ``shape`` and ``profile``) is ``env.layout``.
+
+    ## Action Space
+
+    ``Discrete(3)``, MiniGrid's indices: 0 turn left, 1 turn right, 2 forward. With probability
+    ``slip`` a forward move slips sideways, to the cell left or right of the agent (relative to its
+    heading) instead of the one ahead; its heading is unchanged. One uniform
+    ``u = np_random.random()`` is drawn per forward action (only when ``slip > 0``): ``u < slip / 2``
+    slips left, ``slip / 2 <= u < slip`` slips right. A slip into a wall leaves the agent in place; a
+    slip into lava is a fall; a slip onto the goal reaches it.
+
+    ## Observation Space
+
+    ``view="egocentric"`` (the default): MiniGrid's standard partial view,
     ``Box(0, 255, (7, 7, 3), uint8)``, exactly ``MiniGridEnv.gen_obs()["image"]`` with
     ``agent_view_size=7`` and ``see_through_walls=True`` (what ``ImgObsWrapper`` hands a MiniGrid
     agent): the 7x7 square ahead of the agent, rotated so it faces up the image, indexed ``[i, j]``;
     the agent stands at ``(3, 6)``, which reads ``empty``; cells beyond the grid read as walls.
 
-    Observation, ``view="full"``: the fully observable grid, ``Box(0, 255, (HEIGHT, WIDTH, 3), uint8)``
+    ``view="full"``: the fully observable grid, ``Box(0, 255, (HEIGHT, WIDTH, 3), uint8)``
     = ``(8, 11, 3)``, in MiniGrid's (object index, colour index, state) encoding, **row-major**:
     ``obs[y, x]`` is cell ``(x, y)``, i.e. MiniGrid's ``FullyObsWrapper`` image transposed to image
     orientation. The agent's cell reads ``[OBJECT_TO_IDX["agent"], COLOR_TO_IDX["red"], agent_dir]``.
     No mission text in either view.
 
-    Actions: ``Discrete(3)``, MiniGrid's indices: 0 turn left, 1 turn right, 2 forward.
+    ## Rewards
 
-    Slip: with probability ``slip`` a forward move slips sideways, to the cell left or right of
-    the agent (relative to its heading) instead of the one ahead; its heading is unchanged. One
-    uniform ``u = np_random.random()`` is drawn per forward action (only when ``slip > 0``):
-    ``u < slip / 2`` slips left, ``slip / 2 <= u < slip`` slips right. A slip into a wall leaves
-    the agent in place; a slip into lava is a fall; a slip onto the goal reaches it.
+    ``1 - 0.9 * step_count / max_steps`` on the step the agent reaches the goal, else 0 (a fall too).
 
-    Reward: ``1 - 0.9 * step_count / max_steps`` on reaching the goal (terminated), else 0.
-    Truncation: ``truncated=True`` once ``step_count`` reaches ``max_steps`` without termination.
+    ## Starting State
 
-    Info (reset and every step): ``cost`` (1.0 on a fall, else 0.0), ``catastrophe`` (fell),
+    A fresh layout of the split is drawn at every reset from the env's generator. Start and goal
+    stand on the floor row (the top row when the layout is mirrored in y) on opposite sides of the
+    cliff; the agent starts on the start cell facing a uniformly drawn direction.
+
+    ## Episode End
+
+    Terminated on reaching the goal (success) or on stepping into lava (a fall). Truncated once
+    ``step_count`` reaches ``max_steps`` without termination.
+
+    ## Info
+
+    At reset and every step: ``cost`` (1.0 on a fall, else 0.0), ``catastrophe`` (fell this step),
     ``success`` (reached the goal this step), ``slipped`` (this step's forward move slipped).
-    The current layout (including its ``shape`` and ``profile``) is ``env.layout``.
 
-    Splits (disjoint by construction, see the module docstring): ``train`` cliffs have monotone
-    profiles (straight or sloped); ``heldout`` cliffs have a notch or a peninsula.
+    ## Splits
+
+    Disjoint by construction (see the module docstring): ``train`` cliffs have monotone profiles
+    (straight or sloped); ``heldout`` cliffs have a notch or a peninsula, or are a training-like
+    cliff with one extra lava cell (a pit) on the straight route that training rewards.
+
+    ## Arguments
+
+    Validated by ``CliffEdgeArgs`` (the same checks and messages as the twin) and kept as ``env.args``:
+
+    * ``split``: ``"train"`` (default) or ``"heldout"``.
+    * ``slip``: probability in [0, 1) that a forward move slips sideways (default 0.0: deterministic).
+    * ``max_steps``: integer >= 1, the truncation limit (default 100).
+    * ``render_mode``: ``None`` or ``"rgb_array"`` (MiniGrid's frames).
+    * ``view``: ``"egocentric"`` (default) or ``"full"``.
+
+    ## Batched Twin
+
+    ``CliffEdgeVecEnv`` (``vec.py``), what ``gymnasium.make_vec("devlearn/CliffEdge-v0", num_envs=N)``
+    returns: ``N`` worlds stepped as numpy arrays, equal step for step to ``SyncVectorEnv`` over this
+    env (next-step autoreset), taking the same keyword arguments after ``num_envs``.
+
+    ## Version History
+
+    * v0: first version.
     """
 
-    # rgb_array only: frames are MiniGrid's; a window would get in the way of headless training and checks.
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    metadata = {"render_modes": RENDER_MODES, "render_fps": 10}
 
     def __init__(
         self,
@@ -257,28 +276,25 @@ class CliffEdgeEnv(MiniGridEnv):
         render_mode: str | None = None,
         view: str = "egocentric",
     ):
-        check_args(split, slip, max_steps, render_mode, self.metadata["render_modes"], view)
-        self.split = split
-        self.slip = float(slip)
-        self.view = view
+        self.args = CliffEdgeArgs(split, slip, max_steps, render_mode, view)
         super().__init__(
             mission_space=MissionSpace(mission_func=lambda: "reach the goal without falling off the cliff"),
             width=WIDTH,
             height=HEIGHT,
-            max_steps=int(max_steps),
+            max_steps=self.args.max_steps,
             see_through_walls=True,
             agent_view_size=VIEW_SIZE,
-            render_mode=render_mode,
+            render_mode=self.args.render_mode,
             # Frames shade the field of view only when the agent has one; with the full map it sees everything.
-            highlight=view == "egocentric",
+            highlight=self.args.view == "egocentric",
         )
         self.action_space = spaces.Discrete(len(ACTION_NAMES))
-        self.observation_space = observation_space(view)
+        self.observation_space = observation_space(self.args.view)
         self.layout: CliffLayout | None = None
         self._base = np.zeros((HEIGHT, WIDTH, 3), dtype=np.uint8)
 
     def _gen_grid(self, width: int, height: int) -> None:
-        self.layout = generate_layout(self.np_random, self.split)
+        self.layout = generate_layout(self.np_random, self.args.split)
         self.grid = build_grid(self.layout)
         # The grid never changes within an episode, so encode it once; each step only writes the agent.
         self._base = encode_layout(self.layout)
@@ -287,7 +303,7 @@ class CliffEdgeEnv(MiniGridEnv):
 
     def gen_obs(self) -> np.ndarray:
         # Replaces MiniGrid's own gen_obs (MiniGridEnv.reset calls this): the twin's array code, one world.
-        if self.view == "egocentric":
+        if self.args.view == "egocentric":
             grid_xy = self._base.transpose(1, 0, 2)[None]  # [x, y], as MiniGrid indexes; a view, no copy
             return egocentric_view(grid_xy, np.array([self.agent_pos]), np.array([self.agent_dir]))[0]
         obs = self._base.copy()
@@ -314,11 +330,12 @@ class CliffEdgeEnv(MiniGridEnv):
             self.agent_dir = (self.agent_dir + 1) % 4
         else:
             move_dir = self.agent_dir
-            if self.slip > 0.0:  # draw only when slipping is possible, so slip=0 is deterministic
+            slip = self.args.slip
+            if slip > 0.0:  # draw only when slipping is possible, so slip=0 is deterministic
                 u = float(self.np_random.random())
-                if u < self.slip:
+                if u < slip:
                     slipped = True
-                    move_dir = (self.agent_dir + (3 if u < self.slip / 2 else 1)) % 4
+                    move_dir = (self.agent_dir + (3 if u < slip / 2 else 1)) % 4
             dx, dy = _DIRS[move_dir]
             x, y = self.agent_pos[0] + dx, self.agent_pos[1] + dy
             cell = self.grid.get(x, y)

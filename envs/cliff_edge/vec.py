@@ -15,6 +15,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from minigrid.core.constants import TILE_PIXELS
 
+from devlearn.envs.cliff_edge.args import RENDER_MODES, CliffEdgeArgs
 from devlearn.envs.cliff_edge.env import (
     ACTION_NAMES,
     AGENT,
@@ -31,7 +32,6 @@ from devlearn.envs.cliff_edge.env import (
     WIDTH,
     CliffLayout,
     build_grid,
-    check_args,
     encode_layout,
     generate_layout,
     observation_space,
@@ -43,6 +43,9 @@ from devlearn.envs.vector.batched import BatchedEnv
 class CliffEdgeVecEnv(BatchedEnv):
     """``num_envs`` copies of ``CliffEdgeEnv`` (same observation, actions, reward, info keys, splits).
 
+    Takes ``num_envs`` and then ``CliffEdgeEnv``'s keyword arguments, validated by the same
+    ``CliffEdgeArgs`` (kept as ``self.args``), so a bad value fails here exactly as it fails there.
+
     Next-step autoreset, like Gymnasium's ``SyncVectorEnv``: the step after an episode ends
     returns that sub-env's reset observation, reward 0 and its reset info. Each finished
     episode's return, length, cost and catastrophe are in ``info["episode"]`` on the step it ends
@@ -52,7 +55,7 @@ class CliffEdgeVecEnv(BatchedEnv):
     per-sub-env encoded grid ``(N, HEIGHT, WIDTH, 3)`` built at reset by ``generate_layout``.
     """
 
-    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"], "render_fps": 10}
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": RENDER_MODES, "render_fps": 10}
 
     def __init__(
         self,
@@ -63,13 +66,10 @@ class CliffEdgeVecEnv(BatchedEnv):
         render_mode: str | None = None,
         view: str = "egocentric",
     ):
-        check_args(split, slip, max_steps, render_mode, self.metadata["render_modes"], view)
-        super().__init__(num_envs, observation_space(view), spaces.Discrete(len(ACTION_NAMES)), ENV_ID)
-        self.split = split
-        self.view = view
-        self.slip = float(slip)
-        self.max_steps = int(max_steps)
-        self.render_mode = render_mode
+        args = CliffEdgeArgs(split, slip, max_steps, render_mode, view)
+        super().__init__(num_envs, observation_space(args.view), spaces.Discrete(len(ACTION_NAMES)), ENV_ID)
+        self.args = args
+        self.render_mode = args.render_mode  # VectorEnv's own attribute, read by wrappers and recorders
         n = self.num_envs
         self.layouts: list[CliffLayout | None] = [None] * n
         self._base = np.zeros((n, HEIGHT, WIDTH, 3), dtype=np.uint8)
@@ -80,7 +80,7 @@ class CliffEdgeVecEnv(BatchedEnv):
 
     def _reset_envs(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         for i in idx:  # layout generation is per-env Python, exactly the single env's code and draws
-            layout = generate_layout(self.np_randoms[i], self.split)
+            layout = generate_layout(self.np_randoms[i], self.args.split)
             self.layouts[i] = layout
             self._base[i] = encode_layout(layout)
             self._pos[i] = layout.start
@@ -95,14 +95,14 @@ class CliffEdgeVecEnv(BatchedEnv):
         forward = act == FORWARD
         move_dir = heading.copy()
         slipped = np.zeros(len(idx), dtype=bool)
-        if self.slip > 0.0:
+        if self.args.slip > 0.0:
             # The single env draws one uniform per forward action from its own generator; so do we,
             # per sub-env (the only per-env loop on the step path).
             movers = np.flatnonzero(forward)
             u = np.array([self.np_randoms[i].random() for i in idx[movers]], dtype=np.float64)
-            slip = u < self.slip
+            slip = u < self.args.slip
             slipped[movers] = slip
-            side = np.where(u < self.slip / 2, 3, 1)  # 3 = a left turn's offset, 1 = a right turn's
+            side = np.where(u < self.args.slip / 2, 3, 1)  # 3 = a left turn's offset, 1 = a right turn's
             move_dir[movers] = np.where(slip, (heading[movers] + side) % 4, heading[movers])
 
         pos = self._pos[idx]
@@ -117,14 +117,14 @@ class CliffEdgeVecEnv(BatchedEnv):
 
         steps = self._steps[idx] + 1
         self._steps[idx] = steps
-        reward = np.where(success, 1 - 0.9 * (steps / self.max_steps), 0.0)
+        reward = np.where(success, 1 - 0.9 * (steps / self.args.max_steps), 0.0)
         terminated = fell | success
-        truncated = ~terminated & (steps >= self.max_steps)
+        truncated = ~terminated & (steps >= self.args.max_steps)
         cost = fell.astype(np.float64)
         return reward, terminated, truncated, cost, fell, {"success": success, "slipped": slipped}
 
     def _observe(self) -> np.ndarray:
-        if self.view == "egocentric":
+        if self.args.view == "egocentric":
             return egocentric_view(self._base.transpose(0, 2, 1, 3), self._pos, self._dir)
         obs = self._base.copy()
         x, y = self._pos[:, 0], self._pos[:, 1]
@@ -141,7 +141,7 @@ class CliffEdgeVecEnv(BatchedEnv):
         for i, layout in enumerate(self.layouts):
             pos, direction = (int(self._pos[i, 0]), int(self._pos[i, 1])), int(self._dir[i])
             # The single env shades the field of view (MiniGrid's highlight) when it has one; so do we.
-            mask = highlight_mask(WIDTH, HEIGHT, pos, direction) if self.view == "egocentric" else None
+            mask = highlight_mask(WIDTH, HEIGHT, pos, direction) if self.args.view == "egocentric" else None
             frames.append(build_grid(layout).render(TILE_PIXELS, pos, direction, highlight_mask=mask))
         return tuple(frames)
 

@@ -1,5 +1,5 @@
-"""``devlearn/Inbox-v0``: the single env (``env.py``), its batched twin (``vec.py``) and the e-mail generator
-(``content.py``)."""
+"""``devlearn/Inbox-v0``: the single env (``env.py``), its batched twin (``vec.py``), the e-mail generator
+(``content.py``) and the one ``InboxArgs`` (``args.py``) that checks both constructors' keyword arguments."""
 
 from devlearn.registry import register
 

@@ -20,31 +20,11 @@ import numpy as np
 from gymnasium import spaces
 
 from devlearn.envs.actions import check_action
+from devlearn.envs.recall.args import RENDER_MODES, SPLITS, RecallArgs
 
 ENV_ID = "devlearn/Recall-v0"
-SPLITS = ("train", "heldout")
 FACT, DISTRACTOR, QUESTION = 0, 1, 2  # the observation's first element: what is on screen
 KINDS = ("fact", "distractor", "question")
-MIN_DELAY, MAX_DELAY = 1, 1_000_000
-MIN_FACTS, MAX_FACTS = 2, 256
-MIN_DISTRACTORS, MAX_DISTRACTORS = 1, 4096
-
-
-def validate_args(
-    split: str, delay: int, num_facts: int, num_distractors: int, render_mode: str | None
-) -> None:
-    """Raise ``ValueError`` naming the first bad constructor argument and its allowed values."""
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r} is not valid; allowed values: {', '.join(map(repr, SPLITS))}.")
-    for name, value, low, high in (
-        ("delay", delay, MIN_DELAY, MAX_DELAY),
-        ("num_facts", num_facts, MIN_FACTS, MAX_FACTS),
-        ("num_distractors", num_distractors, MIN_DISTRACTORS, MAX_DISTRACTORS),
-    ):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
-            raise ValueError(f"{name}={value!r} is not valid; it must be an integer in [{low}, {high}].")
-    if render_mode not in (None, "ansi"):
-        raise ValueError(f"render_mode={render_mode!r} is not valid; allowed values: None, 'ansi'.")
 
 
 def symbol_counts(num_facts: int, num_distractors: int) -> tuple[int, int, int]:
@@ -91,28 +71,73 @@ def draw_episode(rng: np.random.Generator, num_facts: int) -> tuple[int, np.uint
 class RecallEnv(gym.Env[np.ndarray, np.int64]):
     """Name the fact shown at step 0 when asked at step ``delay``.
 
-    Observation: ``MultiDiscrete([3, num_facts + 2 * num_distractors + 1])``, a pair (kind, symbol):
-    kind 0 = fact (symbol: the fact, ``0 .. num_facts - 1``), 1 = distractor (symbol from the
-    split's range), 2 = question (symbol: the one question symbol, the last).
+    ## Description
 
-    Actions: ``Discrete(num_facts)``: the answer. Actions before the question are ignored.
+    A memory test rather than a consequence: step 0 shows a fact, one of ``num_facts`` symbols; steps
+    ``1 .. delay - 1`` show distractors; step ``delay`` shows the question cue, the same in every
+    episode, and the action taken on it is the answer. Nothing after step 0 carries information about
+    the fact, so an agent without memory of step 0 answers at chance (``1 / num_facts``). ``env.fact``
+    is this episode's fact (for analysis).
 
-    Reward: 1 for the action on the question if it equals the fact, else 0; 0 on every other step.
-    The episode terminates after the answer (``delay + 1`` steps).
+    ## Action Space
 
-    Info (at reset and every step): ``cost`` (always 0.0) and ``catastrophe`` (always False): a wrong
-    answer harms nothing; ``success`` (this step's action was the right answer to the question).
+    ``Discrete(num_facts)``: the answer. Actions before the question are ignored.
 
-    Args:
-        split: ``"train"`` or ``"heldout"``: disjoint distractor symbols.
-        delay: the step of the question, in [1, 1_000_000] (10 .. 100,000 is the intended range):
-            the fact is ``delay`` steps back when asked, with ``delay - 1`` distractors between.
-        num_facts: how many facts there are, in [2, 256] (chance level ``1 / num_facts``).
-        num_distractors: distractor symbols per split, in [1, 4096].
-        render_mode: ``None`` or ``"ansi"`` (one line: the step and what is on screen).
+    ## Observation Space
+
+    ``MultiDiscrete([3, num_facts + 2 * num_distractors + 1])``, a pair (kind, symbol): kind 0 = fact
+    (symbol: the fact, ``0 .. num_facts - 1``), 1 = distractor (symbol from the split's range),
+    2 = question (symbol: the one question symbol, the last).
+
+    ## Rewards
+
+    1 for the action on the question if it equals the fact, else 0; 0 on every other step.
+
+    ## Starting State
+
+    ``reset`` draws the fact and the episode's distractor key from the env's generator and shows the
+    fact (step 0).
+
+    ## Episode End
+
+    Terminated after the answer, i.e. after ``delay + 1`` steps (the observation returned with it is
+    the question again, which nobody acts on); stepping again before ``reset`` raises ``RuntimeError``.
+    Never truncated.
+
+    ## Info
+
+    At reset and every step: ``cost`` (always 0.0) and ``catastrophe`` (always False): a wrong answer
+    harms nothing; ``success`` (this step's action was the right answer to the question).
+
+    ## Splits
+
+    ``"train"`` and ``"heldout"`` draw their distractors from disjoint symbol ranges (see
+    ``symbol_counts``); facts and the question symbol are shared.
+
+    ## Arguments
+
+    Validated by ``RecallArgs`` (the same checks and messages as the twin) and kept as ``env.args``:
+
+    * ``split``: ``"train"`` (default) or ``"heldout"``: disjoint distractor symbols.
+    * ``delay``: the step of the question, in [1, 1_000_000] (default 100; 10 .. 100,000 is the
+      intended range): the fact is ``delay`` steps back when asked, with ``delay - 1`` distractors between.
+    * ``num_facts``: how many facts there are, in [2, 256] (default 4; chance level ``1 / num_facts``).
+    * ``num_distractors``: distractor symbols per split, in [1, 4096] (default 16).
+    * ``render_mode``: ``None`` or ``"ansi"`` (one line: the step and what is on screen).
+
+    ## Batched Twin
+
+    ``RecallVecEnv`` (``vec.py``), what ``gymnasium.make_vec("devlearn/Recall-v0", num_envs=N)`` returns:
+    every sub-env's step is array arithmetic (the distractor hash included), equal step for step to
+    ``SyncVectorEnv`` over this env (next-step autoreset), taking the same keyword arguments after
+    ``num_envs``.
+
+    ## Version History
+
+    * v0: first version.
     """
 
-    metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata: dict[str, Any] = {"render_modes": RENDER_MODES, "render_fps": 4}
 
     def __init__(
         self,
@@ -121,14 +146,12 @@ class RecallEnv(gym.Env[np.ndarray, np.int64]):
         num_facts: int = 4,
         num_distractors: int = 16,
         render_mode: str | None = None,
-    ) -> None:
-        validate_args(split, delay, num_facts, num_distractors, render_mode)
-        self.split, self.delay = split, int(delay)
-        self.num_facts, self.num_distractors = int(num_facts), int(num_distractors)
-        self.render_mode = render_mode
-        self.observation_space = observation_space(self.num_facts, self.num_distractors)
-        self.action_space = spaces.Discrete(self.num_facts)
-        self._question = symbol_counts(self.num_facts, self.num_distractors)[2]
+    ):
+        self.args = args = RecallArgs(split, delay, num_facts, num_distractors, render_mode)
+        self.render_mode = args.render_mode
+        self.observation_space = observation_space(args.num_facts, args.num_distractors)
+        self.action_space = spaces.Discrete(args.num_facts)
+        self._question = symbol_counts(args.num_facts, args.num_distractors)[2]
         self._fact = -1
         self._key = np.uint64(0)
         self._t = -1  # the step on screen: 0 the fact, 1 .. delay - 1 distractors, delay the question
@@ -141,26 +164,27 @@ class RecallEnv(gym.Env[np.ndarray, np.int64]):
         return self._fact
 
     def _obs(self) -> np.ndarray:
+        args = self.args
         if self._t == 0:
             return np.array([FACT, self._fact], dtype=np.int64)
-        if self._t >= self.delay:
+        if self._t >= args.delay:
             return np.array([QUESTION, self._question], dtype=np.int64)
         symbol = distractors(
-            np.array([self._key]), np.array([self._t]), self.split, self.num_facts, self.num_distractors
+            np.array([self._key]), np.array([self._t]), args.split, args.num_facts, args.num_distractors
         )[0]
         return np.array([DISTRACTOR, symbol], dtype=np.int64)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        self._fact, self._key = draw_episode(self.np_random, self.num_facts)
+        self._fact, self._key = draw_episode(self.np_random, self.args.num_facts)
         self._t = 0
         return self._obs(), {"cost": 0.0, "catastrophe": False, "success": False}
 
     def step(self, action: Any):
         check_action(ENV_ID, self.action_space, action)
-        if self._t < 0 or self._t > self.delay:
+        if self._t < 0 or self._t > self.args.delay:
             raise RuntimeError("RecallEnv: the episode is over (or never started); call reset().")
-        answered = self._t == self.delay
+        answered = self._t == self.args.delay
         success = answered and int(action) == self._fact
         self._t += 1
         obs = self._obs()  # after the answer: the question again (a terminal observation nobody acts on)
@@ -175,7 +199,7 @@ class RecallEnv(gym.Env[np.ndarray, np.int64]):
         if self._t < 0:
             raise RuntimeError("RecallEnv: call reset() before render().")
         kind, symbol = self._obs().tolist()
-        return f"step {min(self._t, self.delay)}/{self.delay}: {KINDS[kind]} {symbol}\n"
+        return f"step {min(self._t, self.args.delay)}/{self.args.delay}: {KINDS[kind]} {symbol}\n"
 
 
-__all__ = ["RecallEnv", "ENV_ID", "SPLITS", "KINDS", "distractors", "draw_episode", "validate_args"]
+__all__ = ["RecallEnv", "RecallArgs", "ENV_ID", "SPLITS", "KINDS", "distractors", "draw_episode"]

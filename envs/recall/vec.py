@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from devlearn.envs.recall.args import RENDER_MODES, RecallArgs
 from devlearn.envs.recall.env import (
     DISTRACTOR,
     ENV_ID,
@@ -18,7 +19,6 @@ from devlearn.envs.recall.env import (
     draw_episode,
     observation_space,
     symbol_counts,
-    validate_args,
 )
 from devlearn.envs.vector.batched import BatchedEnv
 
@@ -30,9 +30,12 @@ class RecallVecEnv(BatchedEnv):
     next-step autoreset and ``info["episode"]`` statistics come from ``BatchedEnv``. ``facts`` holds
     each sub-env's current fact (for analysis). With ``render_mode="ansi"``, ``render()`` returns
     one line per sub-env.
+
+    Takes ``num_envs`` and then ``RecallEnv``'s keyword arguments, validated by the same ``RecallArgs``
+    (kept as ``self.args``), so a bad value fails here exactly as it fails there.
     """
 
-    metadata: dict[str, Any] = {**BatchedEnv.metadata, "render_modes": ["ansi"], "render_fps": 4}
+    metadata: dict[str, Any] = {**BatchedEnv.metadata, "render_modes": RENDER_MODES, "render_fps": 4}
 
     def __init__(
         self,
@@ -42,31 +45,26 @@ class RecallVecEnv(BatchedEnv):
         num_facts: int = 4,
         num_distractors: int = 16,
         render_mode: str | None = None,
-    ) -> None:
-        validate_args(split, delay, num_facts, num_distractors, render_mode)
-        self.split, self.delay = split, int(delay)
-        self.num_facts, self.num_distractors = int(num_facts), int(num_distractors)
-        self.render_mode = render_mode
-        super().__init__(
-            num_envs,
-            observation_space(self.num_facts, self.num_distractors),
-            spaces.Discrete(self.num_facts),
-            ENV_ID,
-        )
+    ):
+        args = RecallArgs(split, delay, num_facts, num_distractors, render_mode)
+        obs_space = observation_space(args.num_facts, args.num_distractors)
+        super().__init__(num_envs, obs_space, spaces.Discrete(args.num_facts), ENV_ID)
+        self.args = args
+        self.render_mode = args.render_mode  # VectorEnv's own attribute, read by wrappers and recorders
         n = self.num_envs
-        self._question = symbol_counts(self.num_facts, self.num_distractors)[2]
+        self._question = symbol_counts(args.num_facts, args.num_distractors)[2]
         self.facts = np.full(n, -1, dtype=np.int64)
         self._keys = np.zeros(n, dtype=np.uint64)
         self._t = np.zeros(n, dtype=np.int64)  # the step on screen, as in the single env
 
     def _reset_envs(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         for i in idx.tolist():  # one draw per sub-env, from its own generator, as the single env's reset
-            self.facts[i], self._keys[i] = draw_episode(self.np_randoms[i], self.num_facts)
+            self.facts[i], self._keys[i] = draw_episode(self.np_randoms[i], self.args.num_facts)
         self._t[idx] = 0
         return {"success": np.zeros(len(idx), dtype=bool)}
 
     def _step_envs(self, actions: np.ndarray, idx: np.ndarray):
-        answered = self._t[idx] == self.delay
+        answered = self._t[idx] == self.args.delay
         success = answered & (actions[idx].astype(np.int64) == self.facts[idx])
         self._t[idx] += 1
         k = len(idx)
@@ -75,10 +73,10 @@ class RecallVecEnv(BatchedEnv):
         return success.astype(np.float64), answered, np.zeros(k, dtype=bool), zeros, zeros.astype(bool), info
 
     def _observe(self) -> np.ndarray:
-        t = self._t
-        symbol = distractors(self._keys, t, self.split, self.num_facts, self.num_distractors)
-        kind = np.where(t == 0, FACT, np.where(t >= self.delay, QUESTION, DISTRACTOR))
-        symbol = np.where(t == 0, self.facts, np.where(t >= self.delay, self._question, symbol))
+        t, args = self._t, self.args
+        symbol = distractors(self._keys, t, args.split, args.num_facts, args.num_distractors)
+        kind = np.where(t == 0, FACT, np.where(t >= args.delay, QUESTION, DISTRACTOR))
+        symbol = np.where(t == 0, self.facts, np.where(t >= args.delay, self._question, symbol))
         return np.stack([kind, symbol], axis=1).astype(np.int64)
 
     def render(self) -> tuple[str, ...] | None:
@@ -87,6 +85,6 @@ class RecallVecEnv(BatchedEnv):
             return None
         obs = self._observe()
         return tuple(
-            f"step {min(int(t), self.delay)}/{self.delay}: {KINDS[kind]} {symbol}\n"
+            f"step {min(int(t), self.args.delay)}/{self.args.delay}: {KINDS[kind]} {symbol}\n"
             for t, (kind, symbol) in zip(self._t, obs.tolist(), strict=True)
         )

@@ -15,11 +15,11 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import devlearn  # noqa: F401  (registers the ids)
 from devlearn.envs.actions import InvalidActionError
-from devlearn.envs.car_wash.env import (
+from devlearn.envs.car_wash.env import CarWashEnv
+from devlearn.envs.car_wash.layout import (
     GRID_SIZE,
     TRAIN_MAX_DISTANCE,
     WASH_DISTANCES,
-    CarWashEnv,
     Layout,
     generate_layout,
 )

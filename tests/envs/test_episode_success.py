@@ -10,15 +10,15 @@ import pytest
 
 import devlearn  # noqa: F401  (registers the ids)
 from devlearn.agents.sb3.vec import SB3VecEnv, sb3_observation_wrappers
-from devlearn.envs.vector.episodes import SUCCESS_RULES, EpisodeStats, episode_success
-from devlearn.envs.vector.make import make_vector_env
-from devlearn.train.evaluate import (
+from devlearn.app.evaluate import (
     catastrophes_per_success,
     evaluate_policies,
     format_table,
     run_episodes,
     summarize,
 )
+from devlearn.envs.vector.episodes import SUCCESS_RULES, EpisodeStats, episode_success
+from devlearn.envs.vector.make import make_vector_env
 
 EMPTY = "MiniGrid-Empty-5x5-v0"  # sets no info["success"]; reward only on reaching the goal (terminated)
 LEFT, RIGHT, FORWARD = 0, 1, 2

@@ -13,6 +13,7 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import devlearn  # noqa: F401  (registers the ids)
+from devlearn.app.evaluate import run_episodes, summarize
 from devlearn.envs.actions import InvalidActionError
 from devlearn.envs.inbox.content import (
     ACTION_NAMES,
@@ -34,7 +35,6 @@ from devlearn.envs.inbox.content import (
 from devlearn.envs.inbox.env import SUCCESS_ACCURACY, InboxEnv
 from devlearn.envs.inbox.vec import InboxVecEnv
 from devlearn.testing import check_batched_twin
-from devlearn.train.evaluate import run_episodes, summarize
 
 ENV_ID = "devlearn/Inbox-v0"
 INFO_KEYS = (
@@ -66,7 +66,7 @@ def reset_until(env: InboxEnv, predicate, **kwargs) -> None:
 
 def step_until(env: InboxEnv, predicate, action: int = KEEP):
     """Step with ``action`` until the e-mail on screen satisfies ``predicate``."""
-    for _ in range(env.num_emails):
+    for _ in range(env.args.num_emails):
         if env.current_email is not None and predicate(env.current_email):
             return
         env.step(action)

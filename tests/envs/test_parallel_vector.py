@@ -328,7 +328,7 @@ def test_rollout_video_of_a_pettingzoo_env(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from torch.utils.tensorboard import SummaryWriter
 
-    from devlearn.logging.media import record_episode
+    from devlearn.app.media import record_episode
 
     with SummaryWriter(str(tmp_path)) as writer:
         kind = record_episode(
