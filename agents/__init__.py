@@ -12,8 +12,10 @@ from typing import Any
 import gymnasium
 
 from devlearn.agents.base import Agent, Policy, has_checkpoint
+from devlearn.agents.developmental.agent import DevelopmentalAgent
 from devlearn.config import AGENTS
 from devlearn.errors import ConfigError
+from devlearn.registry import make, spec
 
 __all__ = ["Agent", "Policy", "has_checkpoint", "make_agent", "observation_wrappers"]
 
@@ -23,8 +25,8 @@ def observation_wrappers(agent: str, env_id: str, **env_kwargs: Any) -> list[Cal
 
     PettingZoo envs get none: their learners' spaces are served as they are.
     """
+    # deferred: Stable-Baselines3 loads only for the runs that use it
     from devlearn.agents.sb3.vec import drop_non_numeric, sb3_observation_wrappers
-    from devlearn.registry import make, spec
 
     if spec(env_id).api != "gymnasium":
         return []
@@ -43,14 +45,13 @@ def make_agent(
     """Build the agent ``cfg.name`` for ``env`` (a next-step-autoreset VectorEnv).
 
     ``schedule``: the run's ``ScheduleConfig`` (LR and weight decay per update; None: constant), which
-    the developmental agent and its ablation apply; ``devlearn.config.validate`` refuses another
+    the developmental agent and its ablation apply; ``devlearn.validate.validate`` refuses another
     schedule than constant for the others.
     """
     if cfg.name in ("developmental", "ablation"):
-        from devlearn.agents.developmental.agent import DevelopmentalAgent
-
         return DevelopmentalAgent(cfg, env, seed, device, writer, schedule)
     if cfg.name in ("ppo", "recurrent_ppo"):
+        # deferred: Stable-Baselines3 loads only for its agents
         from devlearn.agents.sb3.agent import SB3Agent
 
         return SB3Agent(cfg.name, env, cfg, seed, device, writer)

@@ -2,7 +2,7 @@
 
 An agent learns from a batched Gymnasium ``VectorEnv`` (next-step autoreset), reports finished
 episodes to the run's ``RunLog``, checkpoints itself into the run directory, and hands out
-policies for evaluation. Nothing else of an agent is visible to ``devlearn.train.run``.
+policies for evaluation. Nothing else of an agent is visible to ``devlearn.app.run``.
 """
 
 from __future__ import annotations

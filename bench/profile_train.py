@@ -1,4 +1,4 @@
-"""Where the developmental agent's CPU training time goes: acting (``_collect``) vs the update (``_update``).
+"""Where the developmental agent's CPU training time goes: acting (``Collector.collect``) vs the update (``Update``).
 
 Builds the default agent (``agent=developmental``, CliffEdge, 8 envs) as ``devlearn train`` does, runs one
 warm-up rollout + update, then profiles ``--rollouts`` rollouts + updates with cProfile and prints the
@@ -27,18 +27,18 @@ from devlearn.envs.vector.make import make_vector_env
 
 # (label, file fragment, function name): cumulative times reported, nested ones indented by hand
 PIECES = [
-    ("rollout (_collect)", "developmental/agent.py", "_collect"),
+    ("rollout (Collector.collect)", "developmental/collect.py", "collect"),
     ("  net.decide (policy + shield candidates)", "developmental/net.py", "decide"),
     ("  env.step", "vector", "step"),
     ("  shield monitor probe", "developmental/shield.py", "probe"),
     ("  context.put (encode new obs)", "model/context.py", "put"),
     ("  context.reencode", "model/context.py", "reencode"),
-    ("update (_update)", "developmental/agent.py", "_update"),
+    ("update (Update.__call__)", "developmental/update.py", "__call__"),
     ("  training_window (encode windows)", "model/context.py", "training_window"),
     ("  net.evaluate (core + heads)", "developmental/net.py", "evaluate"),
-    ("  world-model loss", "developmental/agent.py", "_world_model_loss"),
+    ("  world-model loss", "developmental/update.py", "world_model_loss"),
     ("    exact_logits (decoder)", "model/world_model.py", "exact_logits"),
-    ("  backward (_backward_balanced)", "developmental/agent.py", "_backward_balanced"),
+    ("  backward (backward_balanced)", "developmental/update.py", "backward_balanced"),
     ("  optimizer.step", "torch/optim/optimizer.py", "wrapper"),
     ("  EMA target update", "model/world_model.py", "update_target"),
 ]

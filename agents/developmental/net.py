@@ -70,23 +70,23 @@ class DevelopmentalNet(nn.Module):
         self.core = Core(obs_space, act_space, cfg.core)
         d = cfg.core.d_model
         # memory beyond the window (ssm, retrieval, hybrid); none and window need no module
-        mem_cfg = getattr(cfg, "memory", None)
         self.memory: Memory | None = None
-        if mem_cfg is not None and mem_cfg.variant not in ("none", "window"):
-            self.memory = Memory(d, mem_cfg)
+        if cfg.memory.variant not in ("none", "window"):
+            self.memory = Memory(d, cfg.memory)
         self.actor = _head(d, int(act_space.n), std=0.01)
         self.critic = _head(d, 1, std=1.0)
         self.world_model: WorldModel | None = None
-        wm_cfg = getattr(cfg, "world_model", None)
-        if wm_cfg is not None:
-            self.world_model = WorldModel(d, self.core.encoder, act_space, wm_cfg)
+        self.shield_tau: float | None = None  # nothing imagines consequences without a world model: no shield
+        if "world_model" in cfg:  # the ablation's schema has no world model, nor its weight or the shield's tau
+            self.world_model = WorldModel(d, self.core.encoder, act_space, cfg.world_model)
             nn.init.constant_(self.world_model.catastrophe_head[-1].bias, CATASTROPHE_PRIOR_LOGIT)
-        self.shield_tau = float(getattr(cfg, "shield_tau", 1.0))
+            self.shield_tau = float(cfg.shield_tau)
         self.register_buffer("candidates", torch.arange(int(act_space.n)), persistent=False)
 
     @property
     def shield_on(self) -> bool:
-        return self.world_model is not None and self.shield_tau < 1.0
+        """Whether ``decide`` masks the actions whose imagined consequence is likely a catastrophe (tau < 1)."""
+        return self.shield_tau is not None and self.shield_tau < 1.0
 
     def decide(self, w: Window, deterministic: bool, gen: torch.Generator) -> Decision:
         """Act on a batch of windows: shield (imagine every action's consequence), then sample or argmax."""

@@ -13,10 +13,20 @@ transitions enter a loss or a statistic.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
 from devlearn.model.context import SequenceContext
+
+
+class Transitions(NamedTuple):
+    """The transitions an update learns from: flat ``(env, t)`` indices into the segment, their sub-envs and positions."""
+
+    index: Tensor  # (M,) into (E * n_steps)
+    env: Tensor  # (M,) index // n_steps
+    j: Tensor  # (M,) the context's position, first + index % n_steps
 
 
 class RolloutBuffer:
@@ -35,7 +45,7 @@ class RolloutBuffer:
         self.allowed = torch.ones(*lead, n_actions, dtype=torch.bool, device=dev)  # the shield's verdict
         self.danger = torch.zeros(*lead, n_actions, device=dev)  # predicted catastrophe prob per action
         self.vetoed = torch.zeros(lead, dtype=torch.bool, device=dev)  # the policy's own choice was masked
-        self.novelty = torch.zeros(lead, device=dev)  # 1: the step reached a state new to its episode (intrinsic=novelty)
+        self.last_value = torch.zeros(context.num_envs, device=dev)  # V(o_n) after the segment: GAE's bootstrap
 
     def begin(self) -> None:
         """At a reset: nothing before the first observation is a real transition."""

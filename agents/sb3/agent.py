@@ -19,9 +19,9 @@ from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch.utils.tensorboard import SummaryWriter
 
+from devlearn import checkpoint
 from devlearn.agents.sb3.vec import NoveltyBonus, SB3VecEnv
 from devlearn.logging.runlog import RunLog
-from devlearn.train import checkpoint
 
 # Hyperparameters taken from the config on load, not the file (resume=force may change them).
 FROM_CONFIG = ("learning_rate", "gamma", "gae_lambda", "ent_coef", "max_grad_norm", "batch_size", "n_epochs")
@@ -93,8 +93,8 @@ class SB3Agent:
         algo, policy = ALGORITHMS[algorithm]
         self.algorithm = algorithm
         self.venv = SB3VecEnv(env)
-        # validate() refuses surprise (no world model); a run from before agent.intrinsic has neither key
-        if getattr(cfg, "intrinsic", "none") == "novelty" and getattr(cfg, "intrinsic_coef", 0.0) > 0:
+        # validate() refuses surprise (no world model); intrinsic_coef=0 is no bonus, whatever the kind
+        if cfg.intrinsic == "novelty" and cfg.intrinsic_coef > 0:
             self.venv = NoveltyBonus(self.venv, cfg.intrinsic_coef)
         self.venv.seed(seed)
         self.rollbacks = 0

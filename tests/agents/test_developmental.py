@@ -12,18 +12,20 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
+from devlearn import checkpoint
 from devlearn.agents import make_agent, observation_wrappers
 from devlearn.agents.developmental.agent import DevelopmentalAgent
+from devlearn.agents.developmental.intrinsic import IntrinsicReward
 from devlearn.agents.developmental.ppo import gae
-from devlearn.config import AGENT_SCHEMAS
+from devlearn.agents.sb3.vec import SB3VecEnv
+from devlearn.app.evaluate import run_episodes
+from devlearn.config import AGENT_SCHEMAS, upgrade
 from devlearn.envs.cliff_edge.env import FORWARD, LAVA
 from devlearn.envs.vector.make import make_vector_env
 from devlearn.logging.grid_image import MIN_PANEL
 from devlearn.logging.runlog import RunLog
 from devlearn.model.world_model import WorldModel
 from devlearn.registry import make
-from devlearn.train import checkpoint
-from devlearn.train.evaluate import run_episodes
 
 CLIFF = "devlearn/CliffEdge-v0"
 
@@ -420,7 +422,7 @@ def first_batch(env_id: str, num_envs: int, **kwargs: Any) -> tuple[Any, np.ndar
 
 def test_surprise_becomes_an_intrinsic_reward(tmp_path, monkeypatch) -> None:
     """The rewards GAE sees are the env's plus ``intrinsic_coef`` x surprise on real transitions only."""
-    import devlearn.agents.developmental.agent as agent_module
+    import devlearn.agents.developmental.update as update_module
 
     seen = []
 
@@ -429,7 +431,7 @@ def test_surprise_becomes_an_intrinsic_reward(tmp_path, monkeypatch) -> None:
                      agent.rollout.real[:, agent.rollout.segment()].clone()))  # fmt: skip
         return gae(reward, *args, **kwargs)
 
-    monkeypatch.setattr(agent_module, "gae", recording_gae)
+    monkeypatch.setattr(update_module, "gae", recording_gae)
     agent, log, _ = build(tmp_path, config(intrinsic="surprise", intrinsic_coef=0.5))
     agent.learn(256, log, tmp_path, checkpoint_every=10**6)
     surprise = log.values["world_model/intrinsic_surprise_mean"]
@@ -453,7 +455,7 @@ def test_intrinsic_surprise_needs_the_world_model(tmp_path) -> None:
 def test_novelty_bonus_reaches_gae_and_not_the_episode_returns(tmp_path, monkeypatch, name) -> None:
     """intrinsic=novelty: GAE sees the env's reward + coef on each step that reached a state new to its episode
     (its SimHash key not yet in the env's set), never on a reset; the logged episode returns stay the env's."""
-    import devlearn.agents.developmental.agent as agent_module
+    import devlearn.agents.developmental.update as update_module
 
     seen = []
 
@@ -462,16 +464,16 @@ def test_novelty_bonus_reaches_gae_and_not_the_episode_returns(tmp_path, monkeyp
         seen.append((reward.clone(), agent.rollout.reward[:, s].clone(), agent.rollout.real[:, s].clone()))
         return gae(reward, *args, **kwargs)
 
-    monkeypatch.setattr(agent_module, "gae", recording_gae)
+    monkeypatch.setattr(update_module, "gae", recording_gae)
     cfg = config(name, intrinsic_coef=0.25) if name == "ablation" else config(intrinsic_coef=0.25, world_model_coef=0.0)
     agent, log, _ = build(tmp_path, cfg)
-    finished, episodes = [], agent_module.RunLog.episodes
+    finished, episodes = [], RunLog.episodes
 
     def recording_episodes(self, done):
         finished.extend(done)
         return episodes(self, done)
 
-    monkeypatch.setattr(agent_module.RunLog, "episodes", recording_episodes)
+    monkeypatch.setattr(RunLog, "episodes", recording_episodes)
     agent.learn(1024, log, tmp_path, checkpoint_every=10**6)
     rates = log.values["rollout/novelty_rate"]
     assert len(rates) == len(seen) == 8 and all(0 < r < 1 for r in rates), rates  # revisits happen: not all new
@@ -488,14 +490,18 @@ def test_novelty_bonus_reaches_gae_and_not_the_episode_returns(tmp_path, monkeyp
 
 @pytest.mark.parametrize("name", ["developmental", "ablation", "ppo"])
 def test_a_run_from_before_agent_intrinsic_still_builds(tmp_path, name) -> None:
-    """``devlearn eval`` rebuilds an agent from the run's stored config, which may predate ``agent.intrinsic``."""
+    """``devlearn eval`` rebuilds an agent from the run's stored config, which may predate ``agent.intrinsic``:
+    ``devlearn.config.upgrade`` brings it to today's schema first, with no bonus, as that run had."""
     old = OmegaConf.to_container(OmegaConf.structured(AGENT_SCHEMAS[name](n_steps=32, batch_size=64)))
     for key in ("intrinsic", "novelty_bits") + (("intrinsic_coef",) if name != "developmental" else ()):
         old.pop(key, None)  # the ablation and SB3 had no intrinsic_coef; the developmental agent had it alone
     if name == "developmental":
         old["intrinsic_coef"] = 0.0  # its default then
-    agent, _, _ = build(tmp_path, OmegaConf.create(old))
-    assert getattr(agent, "intrinsic", "none") == "none"
+    agent, _, _ = build(tmp_path, upgrade(OmegaConf.create({"agent": old})).agent)
+    if name == "ppo":
+        assert isinstance(agent.venv, SB3VecEnv)  # no NoveltyBonus wrapper
+    else:
+        assert type(agent.intrinsic) is IntrinsicReward  # the base callback: no bonus
 
 
 def test_policy_step_does_not_shrink_when_the_world_model_weight_grows(tmp_path) -> None:

@@ -15,9 +15,9 @@ from omegaconf import OmegaConf
 
 from devlearn.agents.developmental.agent import CHECKPOINT, DevelopmentalAgent
 from devlearn.agents.developmental.dynamic_eval import DynamicEvalConfig, DynamicEvalPolicy
+from devlearn.app.evaluate import run_episodes
 from devlearn.config import DevelopmentalConfig
 from devlearn.errors import ConfigError
-from devlearn.train.evaluate import run_episodes
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -116,7 +116,7 @@ def test_checkpoint_is_byte_identical_after_a_dynamic_eval(tmp_path: Path) -> No
 
     from devlearn.agents import make_agent as build_agent
     from devlearn.agents import observation_wrappers
-    from devlearn.cli import main
+    from devlearn.app.cli import main
     from devlearn.config import register_configs
     from devlearn.envs.vector.make import make_vector_env
 
@@ -154,7 +154,7 @@ def test_checkpoint_is_byte_identical_after_a_dynamic_eval(tmp_path: Path) -> No
 
 
 def test_dynamic_eval_options_are_checked(tmp_path: Path, capsys) -> None:
-    from devlearn.cli import main
+    from devlearn.app.cli import main
 
     with pytest.raises(SystemExit):
         main(["eval", f"run_dir={tmp_path}", "dynamic_lr=0.01"])

@@ -157,7 +157,7 @@ def test_minibatches_with_memory_are_grouped_by_sub_env(memory) -> None:
     agent = agent_with_window(2, memory=memory)  # 6 sub-envs x 24 steps, batch 64
     env = torch.arange(6).repeat_interleave(24)[torch.randperm(144, generator=torch.Generator().manual_seed(1))]
     state = agent.gen.get_state()
-    batches = agent._minibatches(env)
+    batches = agent.updater.minibatches(env)
     assert torch.equal(torch.cat(batches).sort().values, torch.arange(144))
     assert [len(b) for b in batches] == [64, 64, 16]
     if memory == "window":
@@ -169,7 +169,7 @@ def test_minibatches_with_memory_are_grouped_by_sub_env(memory) -> None:
 
 
 def test_update_split_pass_equals_one_pass() -> None:
-    """``_evaluate`` runs the world model's windows in a core pass of their own: same values as one pass."""
+    """``Update.evaluate`` runs the world model's windows in a core pass of their own: same values as one pass."""
     agent = agent_with_window(4)
     C, R = agent.context, agent.rollout
     start_streams(agent)
@@ -181,10 +181,10 @@ def test_update_split_pass_equals_one_pass() -> None:
         allowed = R.at(R.allowed, pos[:, -1])
         one = agent.net.evaluate(w, allowed)
         for n_wm in (1, 5, len(env)):
-            split = agent._evaluate(w, allowed, n_wm)
+            split = agent.updater.evaluate(w, allowed, n_wm)
             for name in ("logp", "entropy", "value"):
                 torch.testing.assert_close(getattr(split, name), getattr(one, name), rtol=0, atol=1e-6)
-            k = agent._wm_steps
+            k = agent.updater.wm_steps
             torch.testing.assert_close(split.h_act, one.h_act[:, -k:], rtol=0, atol=1e-6)
 
 
