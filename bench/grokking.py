@@ -1,7 +1,7 @@
 """Grokking benchmark: steps to 99% validation accuracy per schedule, against constant-LR AdamW (wd 1.0).
 
 For every task (operation, modulus, train fraction, split) and schedule, ``--seeds`` seeds train full-batch
-through ``devlearn.grok.train_seed`` with the config ``devlearn grok`` composes (``configs/grok.yaml`` plus
+through ``devlearn.app.grok.train_seed`` with the config ``devlearn grok`` composes (``configs/grok.yaml`` plus
 ``schedule=<name>``, so the benchmark measures exactly what the command runs). Baseline: ``schedule=constant``
 (AdamW, lr 1e-3, weight decay 1.0, betas 0.9/0.98: the usual grokking setting), in the same run, same seeds.
 
@@ -36,9 +36,9 @@ from typing import Any
 
 from train_runs import machine_facts, versions
 
-from devlearn.grok import summary
+from devlearn.app.grok import summary
 from devlearn.logging.plot import Panel, Series, line_chart
-from devlearn.train.schedules import SCHEDULES
+from devlearn.schedules import SCHEDULES
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -71,7 +71,7 @@ def run_one(overrides: list[str], seed: int, device: str, threads: int) -> dict[
     """One seed of one (task, schedule) in a worker process."""
     import torch
 
-    from devlearn.grok import train_seed, validate_grok
+    from devlearn.app.grok import train_seed, validate_grok
 
     torch.set_num_threads(threads)
     cfg = compose(overrides)
@@ -109,7 +109,7 @@ def plot_task(task: tuple, by_schedule: dict[str, list[dict[str, Any]]], docs: P
 
 def plot_schedules(common: list[str], docs: Path, steps: int = 800) -> Path:
     """LR and weight-decay multipliers of every schedule over the first ``steps`` steps, as ``devlearn grok`` sets them."""
-    from devlearn.train.schedules import schedule_value
+    from devlearn.schedules import schedule_value
 
     panels = []
     for name in SCHEDULES:

@@ -1,7 +1,7 @@
 """Inbox instruction violations against inbox length, for each memory variant and RecurrentPPO.
 
 Each (variant, seed) is one ``devlearn train env=inbox`` run at the config's inbox length (200 e-mails),
-then its checkpoint is evaluated (``devlearn.train.evaluate_run.evaluate_run``, argmax, held-out split)
+then its checkpoint is evaluated (``devlearn.app.evaluate_run.evaluate_run``, argmax, held-out split)
 on inboxes of each of ``--lengths`` e-mails: the instruction is shown once at step 0, so a longer inbox
 asks memory to keep it for longer.
 
@@ -51,7 +51,7 @@ def evaluate(job: tuple[str, int, int, int]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    from devlearn.train.evaluate_run import evaluate_run
+    from devlearn.app.evaluate_run import evaluate_run
 
     run_dir, length, episodes, seed = job
     t0 = time.time()

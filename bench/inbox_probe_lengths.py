@@ -1,7 +1,7 @@
 """Inbox violations against inbox length, for each memory variant, through the agent's own memory.
 
 Each (variant, seed) teaches the developmental agent's network to triage ``devlearn/Inbox-v0`` by
-supervision (``devlearn.agents.developmental.inbox_probe``: the agent's context, memory replay, core
+supervision (``devlearn.probes.inbox``: the agent's context, memory replay, core
 and action head; the correct action's cross-entropy instead of PPO's noise), on inboxes of 10 e-mails
 then 100 (``--stages``), then lets its evaluation policy (``agent.policy()``, argmax, its own actions in
 its window, memory bounded by ``memory.capacity``) triage fresh inboxes of each of ``--lengths`` e-mails.
@@ -44,7 +44,7 @@ def keep_everything(lengths: list[int], episodes: int, seed: int, split: str) ->
     """The dumbest agent's scores at each length: ``keep`` on every e-mail (no violation, no success)."""
     import numpy as np
 
-    from devlearn.agents.developmental.inbox_probe import inbox_scores
+    from devlearn.probes.inbox import inbox_scores
 
     class KeepAll:  # inbox_scores reads only agent.policy()
         @staticmethod
@@ -59,7 +59,7 @@ def one_run(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    from devlearn.agents.developmental.inbox_probe import inbox_probe, inbox_scores, probe_agent
+    from devlearn.probes.inbox import inbox_probe, inbox_scores, probe_agent
 
     variant, overrides = variant_overrides(job["variant"], job["overrides"])
     weights = Path(job["weights_dir"]) / f"inbox-{job['variant']}-{job['seed']}.pt" if job["weights_dir"] else None

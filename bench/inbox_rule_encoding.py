@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from devlearn.agents.developmental.inbox_probe import rule_reading
+from devlearn.probes.inbox import rule_reading
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -56,8 +56,8 @@ def one_run(job: tuple[str, int, int]) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from devlearn.agents.developmental import probe
-    from devlearn.agents.developmental.inbox_probe import inbox_scores, probe_agent, triage_windows
+    from devlearn.probes import world_model as probe
+    from devlearn.probes.inbox import inbox_scores, probe_agent, triage_windows
 
     torch.manual_seed(seed)
     agent = probe_agent("hybrid", 10, 32, seed, {"memory.write": "surprise"})

@@ -1,7 +1,7 @@
 """Recall accuracy against episode length, for each memory variant, through the agent's own memory.
 
 Each (variant, seed) trains the developmental agent's network with the supervised recall probe
-(``devlearn.agents.developmental.recall_probe``: the agent's context, memory replay, core and action
+(``devlearn.probes.recall``: the agent's context, memory replay, core and action
 head; the answer's cross-entropy instead of PPO's noise) on ``devlearn/Recall-v0``, at delay 10 then 200
 (``--stages``),
 then evaluates its evaluation policy (``agent.policy()``, argmax, memory bounded by ``memory.capacity``)
@@ -90,7 +90,7 @@ def one_run(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    from devlearn.agents.developmental.recall_probe import answer_accuracy, probe_agent, recall_probe
+    from devlearn.probes.recall import answer_accuracy, probe_agent, recall_probe
 
     variant, overrides = variant_overrides(job["variant"], job["overrides"])
     weights = Path(job["weights_dir"]) / f"{job['variant']}-{job['seed']}.pt" if job["weights_dir"] else None

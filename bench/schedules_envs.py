@@ -45,7 +45,7 @@ from train_runs import (
     versions,
 )
 
-from devlearn.train.schedules import SCHEDULES  # the one list of schedule names
+from devlearn.schedules import SCHEDULES  # the one list of schedule names
 
 RESULTS = Path(__file__).parent / "results"
 ENVS = ["cliff", "carwash"]

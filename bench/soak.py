@@ -37,8 +37,8 @@ from pathlib import Path
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from devlearn.app.resume import check_checkpoint
 from devlearn.errors import ConfigError
-from devlearn.train.resume import check_checkpoint
 
 # `python -m devlearn`, run outside the repo (cwd: the soak's folder): works wherever `import devlearn` does,
 # console script on PATH or not (the GPU machine installs devlearn into a --target folder)

@@ -35,7 +35,7 @@ def random_baseline(env_name: str, episodes: int, seed: int, env_kwargs: dict[st
     import gymnasium
 
     import devlearn  # noqa: F401  (registers the ids)
-    from devlearn.train.evaluate import run_episodes, summarize
+    from devlearn.app.evaluate import run_episodes, summarize
 
     rng = np.random.default_rng(seed)
     env_id = ENV_IDS[env_name]

@@ -5,6 +5,8 @@ Gymnasium (each env's folder under ``envs/`` registers itself), so
 ``gymnasium.make("devlearn/CliffEdge-v0")`` works afterwards.
 """
 
+from typing import Any
+
 import minigrid  # noqa: F401  (registers MiniGrid's ids with Gymnasium: our grid worlds build on it)
 
 from devlearn.registry import RegistryError, make, register, registered, spec
@@ -14,4 +16,15 @@ __all__ = ["RegistryError", "make", "register", "registered", "spec", "testing",
 
 import devlearn.envs  # noqa: E402, F401  (registers the bundled environments)
 import devlearn.testing  # noqa: E402, F401  (``devlearn.testing.check_batched_twin`` after ``import devlearn``)
-import devlearn.train  # noqa: E402, F401  (``devlearn.train(env=..., agent=..., **overrides)``: the Python API)
+
+
+def train(env: str | None = None, agent: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Train an agent from Python and return ``results.json``'s dict (``devlearn.app.launch.train``).
+
+    ``devlearn.train(env="cliff", agent="ppo", seed=1, agent__total_timesteps=5000)``: the same config,
+    checks and one-line errors as ``devlearn train env=cliff agent=ppo seed=1 agent.total_timesteps=5000``.
+    """
+    # deferred: the app (torch, SB3, Hydra's compose) loads only when a run starts; this package is its facade
+    from devlearn.app.launch import train as launch_train
+
+    return launch_train(env, agent, **kwargs)

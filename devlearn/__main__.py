@@ -1,5 +1,5 @@
 """``python -m devlearn`` is the ``devlearn`` command."""
 
-from devlearn.cli import main
+from devlearn.app.cli import main
 
 main()

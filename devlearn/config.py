@@ -3,14 +3,13 @@
 Each agent has its own schema holding only its own keys (``AGENT_SCHEMAS``, the one list of
 agents): Hydra merges ``configs/train.yaml`` and the chosen group files (``env/``, ``agent/``)
 onto them, so a wrong type is caught by OmegaConf and a key of another agent is refused;
-``validate`` then checks values that have a fixed set of choices or a range, naming what is
+``devlearn/validate.py`` then checks values that have a fixed set of choices or a range, naming what is
 allowed. The agent YAML files set nothing the schema does not already say: the defaults live
 here, once (``tests/test_config.py`` composes every group and compares).
 """
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
@@ -19,11 +18,9 @@ from omegaconf import MISSING, OmegaConf
 
 from devlearn.errors import ConfigError
 from devlearn.model.core import CoreConfig
-from devlearn.model.memory import VARIANTS as MEMORY_VARIANTS
 from devlearn.model.memory import MemoryConfig
-from devlearn.model.memory.retrieval import WRITE_MODES
 from devlearn.model.world_model import WorldModelConfig
-from devlearn.train.schedules import ScheduleConfig, validate_schedule
+from devlearn.schedules import ScheduleConfig
 
 __all__ = [
     "AGENTS",
@@ -34,13 +31,14 @@ __all__ = [
     "DevelopmentalConfig",
     "DistributedConfig",
     "EnvConfig",
+    "GrokConfig",
     "ScheduleConfig",
     "TrainConfig",
     "WorldModelConfig",
     "agent_keys",
     "register_configs",
     "schema_keys",
-    "validate",
+    "upgrade",
 ]
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -117,7 +115,7 @@ class AblationConfig(PPOConfig):
 
     name: str = "ablation"
     n_steps: int = 64
-    weight_decay: float = 0.0  # AdamW decay of the weight matrices (devlearn/train/optim.py)
+    weight_decay: float = 0.0  # AdamW decay of the weight matrices (devlearn/optim.py)
     # intrinsic=novelty: a state is the SimHash of its centred encoding, this many sign bits. 63, not 32: over 8k
     # training steps on CliffEdge, a new state's key collided with a seen one on 4.2% of steps at 32 bits, 0.6% at 63
     novelty_bits: int = 63
@@ -163,7 +161,7 @@ class LogConfig:
 
 @dataclass
 class DistributedConfig:
-    """Data-parallel training in several processes of one machine (``devlearn/train/spawn.py``)."""
+    """Data-parallel training in several processes of one machine (``devlearn/app/spawn.py``)."""
 
     nproc: int = 1  # processes (ranks); env.num_envs is split among them; on CUDA one GPU each
     backend: str = "auto"  # auto: nccl on CUDA, gloo on CPU
@@ -179,7 +177,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     # false | true: continue the run of this env id, agent and seed whose stored config matches |
-    # force: continue it even if non-structural keys differ (devlearn/train/resume.py)
+    # force: continue it even if non-structural keys differ (devlearn/app/resume.py)
     resume: Any = False
     checkpoint_every: int = 20_000  # env steps between checkpoints
     # The final figure the run returns to Hydra's sweeper (Optuna optimizes it); None: the run returns nothing.
@@ -192,6 +190,41 @@ class TrainConfig:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 
+@dataclass
+class GrokConfig:
+    """``devlearn grok``: one grokking run (``n_seeds`` seeds of one task and one schedule)."""
+
+    op: str = "add"  # add: (a + b) mod p | mul: (a * b) mod p
+    p: int = 97  # the modulus; a prime, so every nonzero number has an inverse
+    train_fraction: float = 0.5  # share of the p * p pairs trained on
+    split: str = "random"  # random: random pairs | operand: train on a < bound, test on a >= bound
+    steps: int = 10_000  # optimizer steps (full batch: one step is one epoch)
+    lr: float = 1e-3  # the base LR the schedule multiplies
+    weight_decay: float = 1.0  # the base weight decay (AdamW, decay group) the schedule multiplies
+    beta1: float = 0.9
+    beta2: float = 0.98  # Nanda et al. 2023
+    d_model: int = 128
+    n_layers: int = 1
+    n_heads: int = 4
+    # multiplies every weight matrix and embedding after the core's GPT-2 init (std 0.02): a large initial
+    # weight norm is what makes generalisation wait for weight decay (Liu et al. 2022, "Omnigrok"). At 1 the
+    # core generalises almost as soon as it memorises (a + b mod 97, half the pairs: 99% validation accuracy
+    # ~50 steps after 99% train); at 8 it memorises early and generalises late, the published shape.
+    init_scale: float = 8.0
+    data_seed: int = (
+        0  # draws the random split; fixed across seeds, so their ensemble scores one validation set
+    )
+    seed: int = 0  # the model's initialisation
+    n_seeds: int = 1  # seeds seed .. seed + n_seeds - 1; more than one also scores their ensemble
+    eval_every: int = 10  # steps between validation passes (the resolution of "steps to target")
+    target_accuracy: float = 0.99  # "steps to target": the first step with validation accuracy >= this
+    stop_at_target: bool = False  # end a seed once it reaches the target (saves time in a benchmark)
+    device: str = "auto"
+    progress_bar: bool = True
+    tensorboard: bool = True
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+
 def run_name(env_id: str) -> str:
     """An env id as a folder name: ``devlearn/CliffEdge-v0`` -> ``devlearn_CliffEdge-v0`` (run folders are named by it)."""
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in str(env_id))
@@ -200,8 +233,6 @@ def run_name(env_id: str) -> str:
 def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore: ``train_schema``, ``agent/<name>_schema``,
     ``schedule/schedule_schema`` and ``grok_schema`` (``devlearn grok``)."""
-    from devlearn.grok import GrokConfig
-
     OmegaConf.register_new_resolver("run_name", run_name, replace=True)  # used by hydra.run.dir
 
     cs = ConfigStore.instance()
@@ -210,150 +241,6 @@ def register_configs() -> None:
     cs.store(name="grok_schema", node=GrokConfig)
     for name, schema in AGENT_SCHEMAS.items():
         cs.store(group="agent", name=f"{name}_schema", node=schema)
-
-
-def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        close = difflib.get_close_matches(str(value), allowed, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"{key}={value!r} is not allowed.{hint} Allowed values: {', '.join(allowed)}.")
-
-
-def _positive(key: str, value: float) -> None:
-    if not value > 0:
-        raise ConfigError(f"{key}={value!r} must be > 0.")
-
-
-def validate(cfg: Any) -> None:
-    """Check the values of a composed config; raise ``ConfigError`` naming the key and what is allowed."""
-    _choice("device", cfg.device, DEVICES)
-    _choice("env.vectorization", cfg.env.vectorization, VECTORIZATIONS)
-    _choice("env.eval_split", cfg.env.eval_split, SPLITS)
-    _choice("agent.name", cfg.agent.name, AGENTS)
-    _positive("env.num_envs", cfg.env.num_envs)
-    _positive("checkpoint_every", cfg.checkpoint_every)
-    if isinstance(cfg.seed, bool) or cfg.seed < 0:
-        raise ConfigError(f"seed={cfg.seed!r} must be an integer >= 0.")
-    if str(cfg.resume).lower() not in ("false", "true", "force"):
-        raise ConfigError(f"resume={cfg.resume!r} is not allowed. Allowed values: false, true, force.")
-    if cfg.max_rollbacks < 1:
-        raise ConfigError(f"max_rollbacks={cfg.max_rollbacks!r} must be >= 1.")
-    if cfg.log.eval_episodes < 1:
-        raise ConfigError(
-            f"log.eval_episodes={cfg.log.eval_episodes!r} must be >= 1 (the final table averages over them)."
-        )
-    _positive("log.video_max_steps", cfg.log.video_max_steps)
-    agent = cfg.agent
-    for key in ("total_timesteps", "learning_rate", "n_steps", "batch_size", "n_epochs", "clip_range"):
-        _positive(f"agent.{key}", agent[key])
-    if not 0 < agent.gamma <= 1 or not 0 <= agent.gae_lambda <= 1:
-        raise ConfigError("agent.gamma must be in (0, 1] and agent.gae_lambda in [0, 1].")
-    _validate_intrinsic(agent)
-    if "core" in agent:
-        for key in ("d_model", "n_layers", "n_heads", "window"):
-            _positive(f"agent.core.{key}", agent.core[key])
-        if agent.core.d_model % agent.core.n_heads:
-            raise ConfigError(
-                f"agent.core.d_model={agent.core.d_model} must be divisible by agent.core.n_heads={agent.core.n_heads}."
-            )
-        if agent.weight_decay < 0:
-            raise ConfigError(f"agent.weight_decay={agent.weight_decay!r} must be >= 0.")
-    if "memory" in agent:
-        _choice("memory", agent.memory.variant, MEMORY_VARIANTS)
-        _choice("agent.memory.write", agent.memory.write, WRITE_MODES)
-        for key in ("k", "capacity", "n_heads", "d_state", "chunk"):
-            _positive(f"agent.memory.{key}", agent.memory[key])
-        if agent.memory.gist_horizon < 0:
-            raise ConfigError(
-                f"agent.memory.gist_horizon={agent.memory.gist_horizon!r} must be >= 0 (0: unbounded; H: forget >= 1/H a step)."
-            )
-        if agent.memory.variant in ("retrieval", "hybrid"):  # the store is allocated whole, per env, at the start
-            gib = cfg.env.num_envs * agent.memory.capacity * (2 * agent.core.d_model + 4) * 4 / 2**30
-            if gib > MAX_STORE_GIB:
-                raise ConfigError(
-                    f"agent.memory.capacity={agent.memory.capacity} needs {gib:,.1f} GiB for {cfg.env.num_envs} envs' stores "
-                    f"(more than {MAX_STORE_GIB} GiB); lower agent.memory.capacity (eviction keeps the most surprising steps)."
-                )
-        if agent.memory.write == "surprise" and "world_model" not in agent:
-            raise ConfigError(
-                "agent.memory.write=surprise needs a world model (surprise is its prediction error); "
-                f"agent={agent.name} has none. Use agent.memory.write=always or agent=developmental."
-            )
-    if "world_model" in agent:
-        _positive("agent.world_model.k", agent.world_model.k)
-        if not 0 < agent.world_model.batch_fraction <= 1:
-            raise ConfigError(
-                f"agent.world_model.batch_fraction={agent.world_model.batch_fraction!r} must be in (0, 1]."
-            )
-        if agent.world_model.exact_sample < 0:
-            raise ConfigError(
-                f"agent.world_model.exact_sample={agent.world_model.exact_sample!r} must be >= 0 (0: every token)."
-            )
-        if agent.world_model_coef < 0:
-            raise ConfigError(f"agent.world_model_coef={agent.world_model_coef!r} must be >= 0.")
-        if not 0 <= agent.shield_tau <= 1:
-            raise ConfigError(
-                f"agent.shield_tau={agent.shield_tau!r} must be in [0, 1] (a probability; 1 turns the shield off)."
-            )
-    if "distributed" in cfg:
-        _validate_distributed(cfg)
-    if cfg.get("objective") is not None:
-        _choice("objective", cfg.objective, OBJECTIVES)
-    if "split" in cfg.env.kwargs:
-        _choice("env.kwargs.split", cfg.env.kwargs.split, SPLITS)
-    if "schedule" in cfg:
-        validate_schedule(cfg.schedule)
-        if cfg.schedule.name != "constant" and agent.name not in ("developmental", "ablation"):
-            raise ConfigError(
-                f"schedule={cfg.schedule.name} is applied by the developmental agent (and its ablation); "
-                f"agent={agent.name} trains with its own LR. Use schedule=constant or agent=developmental."
-            )
-        if cfg.schedule.name in ("sleep", "catapult_sleep") and agent.get("weight_decay", 0.0) == 0:
-            raise ConfigError(
-                f"schedule={cfg.schedule.name} multiplies the weight decay, and agent.weight_decay=0: "
-                "set agent.weight_decay > 0 (e.g. agent.weight_decay=0.01)."
-            )
-
-
-def _validate_intrinsic(agent: Any) -> None:
-    """``agent.intrinsic`` names a kind; surprise needs a world model that learns (it is its prediction error)."""
-    _choice("agent.intrinsic", agent.intrinsic, INTRINSIC)
-    if agent.intrinsic_coef < 0:
-        raise ConfigError(f"agent.intrinsic_coef={agent.intrinsic_coef!r} must be >= 0.")
-    if "novelty_bits" in agent and not 1 <= agent.novelty_bits <= 63:
-        raise ConfigError(f"agent.novelty_bits={agent.novelty_bits!r} must be in 1..63 (a state's key is an int64).")
-    if agent.intrinsic != "surprise" or agent.intrinsic_coef == 0:
-        return
-    if "world_model" not in agent:
-        raise ConfigError(
-            f"agent.intrinsic=surprise needs a world model (surprise is its prediction error); agent={agent.name} has none. "
-            "Use agent.intrinsic=novelty or agent=developmental."
-        )
-    if agent.world_model_coef <= 0:
-        raise ConfigError(
-            "agent.intrinsic=surprise with agent.intrinsic_coef > 0 needs agent.world_model_coef > 0 "
-            "(surprise comes from the world model). Use agent.intrinsic=novelty, or set agent.world_model_coef."
-        )
-
-
-def _validate_distributed(cfg: Any) -> None:
-    """``distributed.*``: a whole number of envs per process, and an agent that trains data-parallel."""
-    nproc = cfg.distributed.nproc
-    _choice("distributed.backend", cfg.distributed.backend, BACKENDS)
-    if isinstance(nproc, bool) or nproc < 1:
-        raise ConfigError(f"distributed.nproc={nproc!r} must be an integer >= 1.")
-    if nproc == 1:
-        return
-    if cfg.agent.name not in DISTRIBUTED_AGENTS:
-        raise ConfigError(
-            f"agent={cfg.agent.name} does not train in several processes (Stable-Baselines3 has no data-parallel "
-            f"training): use distributed.nproc=1, or agent={' or agent='.join(DISTRIBUTED_AGENTS)}."
-        )
-    if cfg.env.num_envs % nproc:
-        raise ConfigError(
-            f"env.num_envs={cfg.env.num_envs} cannot be split evenly across distributed.nproc={nproc} processes: "
-            f"make env.num_envs a multiple of {nproc} (e.g. env.num_envs={nproc * -(-cfg.env.num_envs // nproc)})."
-        )
 
 
 def schema_keys(node: Any = TrainConfig, prefix: str = "") -> dict[str, Any]:
@@ -374,3 +261,35 @@ def schema_keys(node: Any = TrainConfig, prefix: str = "") -> dict[str, Any]:
 def agent_keys(agent: str) -> dict[str, Any]:
     """The dotted keys ``agent.*`` that agent ``agent`` takes."""
     return schema_keys(AGENT_SCHEMAS[agent], "agent.")
+
+
+def upgrade(stored: Any) -> Any:
+    """A run's stored ``.hydra/config.yaml`` (a ``DictConfig``) in today's schema, in one step.
+
+    Keys a run predates get the value that reproduces what that run did, not today's default: a run from
+    before ``agent.intrinsic`` paid the world model's surprise whenever ``agent.intrinsic_coef`` was set, one
+    from before ``agent.intrinsic_coef`` paid nothing, one from before ``agent.shield_tau`` acted unshielded.
+    The agent's schema then fills every other key, so the code reads ``cfg.agent.<key>`` and finds it.
+    A key today's schema does not know raises ``ConfigError`` naming it.
+    """
+    agent = stored.agent
+    if agent.name not in AGENT_SCHEMAS:
+        raise ConfigError(f"agent.name={agent.name!r} in the stored config is not an agent of this devlearn: {', '.join(AGENTS)}.")
+    legacy: dict[str, Any] = {}
+    if "intrinsic_coef" not in agent:
+        legacy["intrinsic_coef"] = 0.0
+    if "intrinsic" not in agent:
+        legacy["intrinsic"] = "surprise" if float(agent.get("intrinsic_coef", 0.0)) > 0 else "none"
+    if "world_model" in fields_of(AGENT_SCHEMAS[agent.name]) and "shield_tau" not in agent:
+        legacy["shield_tau"] = 1.0
+    schema = OmegaConf.structured(TrainConfig)
+    schema.agent = OmegaConf.structured(AGENT_SCHEMAS[agent.name])
+    try:
+        return OmegaConf.merge(schema, stored, {"agent": legacy})
+    except Exception as err:  # omegaconf's ConfigKeyError / ValidationError: one line, naming the key
+        raise ConfigError(f"the stored config does not fit this devlearn's schema: {str(err).splitlines()[0]}") from None
+
+
+def fields_of(schema: type) -> set[str]:
+    """The names of a schema dataclass's fields."""
+    return {f.name for f in fields(schema)}

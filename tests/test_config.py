@@ -9,7 +9,8 @@ from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from devlearn.config import AGENT_SCHEMAS, AGENTS, register_configs, validate
+from devlearn.config import AGENT_SCHEMAS, AGENTS, register_configs
+from devlearn.validate import validate
 
 register_configs()
 CONFIGS = files("devlearn.configs")
@@ -69,3 +70,38 @@ def test_the_memory_group_is_the_list_of_variants_and_sets_agent_memory() -> Non
             validate(cfg)
     with pytest.raises(ConfigCompositionException):  # the SB3 agents have no memory keys
         composed("agent=ppo", "memory=hybrid")
+
+
+def test_upgrade_gives_an_old_run_the_values_it_ran_with_not_todays_defaults() -> None:
+    """A run stored before agent.intrinsic, intrinsic_coef and shield_tau existed keeps its behaviour."""
+    from devlearn.config import upgrade
+
+    today = composed("agent=developmental")
+    old = OmegaConf.create(OmegaConf.to_container(today))
+    for key in ("intrinsic", "shield_tau"):
+        del old.agent[key]
+    upgraded = upgrade(old)
+    assert upgraded.agent.intrinsic == "surprise"  # intrinsic_coef alone meant the world model's surprise
+    assert upgraded.agent.shield_tau == 1.0  # it acted unshielded
+    del old.agent["intrinsic_coef"]
+    upgraded = upgrade(old)
+    assert (upgraded.agent.intrinsic, upgraded.agent.intrinsic_coef) == ("none", 0.0)  # it paid no bonus
+    # keys it has are kept; keys it predates elsewhere come from the schema
+    del old.agent.world_model["k"]
+    assert upgrade(old).agent.world_model.k == OmegaConf.structured(AGENT_SCHEMAS["developmental"]).world_model.k
+    # a config written today comes back unchanged
+    assert OmegaConf.to_container(upgrade(today)) == OmegaConf.to_container(today)
+
+
+def test_upgrade_refuses_a_key_this_devlearn_does_not_know() -> None:
+    from devlearn.config import upgrade
+    from devlearn.errors import ConfigError
+
+    old = OmegaConf.create(OmegaConf.to_container(composed("agent=ablation")))
+    old.agent["shield_taux"] = 0.3
+    with pytest.raises(ConfigError, match="shield_taux"):
+        upgrade(old)
+    old = OmegaConf.create(OmegaConf.to_container(composed("agent=ablation")))
+    old.agent.name = "dreamer"
+    with pytest.raises(ConfigError, match="dreamer"):
+        upgrade(old)

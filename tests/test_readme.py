@@ -79,7 +79,7 @@ def expected_runs(args: list[str]) -> int:
 
 def for_this_machine(args: list[str]) -> list[str]:
     """README sweep commands as a test can run them: no SLURM here, so its jobs go to submitit's local
-    executor (configs/hydra/launcher/slurm.yaml itself is tested in tests/test_sweeps.py); an Optuna search
+    executor (configs/hydra/launcher/slurm.yaml itself is tested in tests/app/test_sweeps.py); an Optuna search
     gets two trials. Skips when the launcher's plugin (the cluster extra) is not installed."""
     plugins = {
         "slurm": "hydra_submitit_launcher",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 LAYOUT: dict[str, dict[str, list[Any]]] = {
     "1. learning curves": {
@@ -51,8 +52,6 @@ def write_hparams(writer: SummaryWriter, hparams: dict[str, Any], metric_tags: l
     a duplicate single-dot card of each ``eval/*`` figure under ``hparam/``; this writes only the
     experiment, session-start and session-end records.
     """
-    from torch.utils.tensorboard.summary import hparams as hparams_summary
-
     exp, ssi, sei = hparams_summary(hparams, {tag: 0.0 for tag in metric_tags})
     file_writer = writer._get_file_writer()
     for record in (exp, ssi, sei):

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 
-from devlearn.train.progress import bar
+from devlearn.logging.progress import bar
 
 
 class Diverged(RuntimeError):

@@ -63,7 +63,7 @@ def gather_rows(x: Tensor, index: Tensor) -> Tensor:
 
     Overlapping windows repeat rows, and the backward of ``x[index]`` then sums into them with
     ``index_put_(accumulate=True)``, whose order on a multi-threaded CPU changes from call to call:
-    two runs of one seed drifted apart from this alone (``tests/train/test_deterministic.py``).
+    two runs of one seed drifted apart from this alone (``tests/app/test_deterministic.py``).
     ``index_select``'s backward sums in index order: the single-threaded result, on any thread count.
     """
     return x.index_select(0, index.reshape(-1)).view(*index.shape, *x.shape[1:])
@@ -232,7 +232,7 @@ class SequenceContext:
                     self.read_valid[:, seg], self.read_steps[:, seg], self.write_slot[:, seg],
                 )  # fmt: skip
         # Only the sub-envs these windows come from are encoded and replayed: the update's minibatches hold few
-        # (``DevelopmentalAgent._minibatches``). ``rows``: their streams; ``local``: each window's row among them.
+        # (``Update.minibatches (agents/developmental/update.py)``). ``rows``: their streams; ``local``: each window's row among them.
         rows, local = torch.unique(env, return_inverse=True)
         enc = encoder(tree_map(lambda b: b[rows], self.obs))  # (len(rows), L, d), with gradients
         reads = None if self._reads is None else self._reads.select(rows)

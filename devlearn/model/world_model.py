@@ -293,70 +293,16 @@ class WorldModel(nn.Module):
             observations exactly right, beside ``acc_obs_copy``, what copying o_t scores; ``acc_token``),
             and the surprise per step ``(B, T)``: nats per changed token (0 where masked).
         """
-        cfg, device = self.cfg, h_act.device
-
-        def field(name: str) -> Tensor:
-            return torch.as_tensor(batch[name], device=device)
-
-        mask = field("mask").bool()
+        cfg = self.cfg
+        mask = torch.as_tensor(batch["mask"], device=h_act.device).bool()
         m = mask.float()
         n_valid = m.sum().clamp(min=1)
-        logs: dict[str, Tensor] = {}
         surprise = h_act.new_zeros(mask.shape)
-
-        reward = symlog(field("reward").float())
-        logs["reward"] = ((self.reward_head(h_act).squeeze(-1) - reward) ** 2 * m).sum() / n_valid
-        bce = F.binary_cross_entropy_with_logits
-        term = bce(self.termination_head(h_act).squeeze(-1), field("terminated").float(), reduction="none")
-        logs["termination"] = (term * m).sum() / n_valid
-        pos_weight = torch.tensor(cfg.catastrophe_pos_weight, device=device)
-        cat = bce(
-            self.catastrophe_head(h_act).squeeze(-1),
-            field("catastrophe").float(),
-            reduction="none",
-            pos_weight=pos_weight,
-        )
-        logs["catastrophe"] = (cat * m).sum() / n_valid
-        total = (
-            cfg.reward_weight * logs["reward"]
-            + cfg.termination_weight * logs["termination"]
-            + cfg.catastrophe_weight * logs["catastrophe"]
-        )
-
+        total, logs = self._head_losses(h_act, batch, m, n_valid)
         if self.has_exact:
-            targets = self.tokenizer.targets(batch["next_obs"])[..., self.exact_tokens, :]
-            current = self.tokenizer.targets(batch["obs"])[..., self.exact_tokens, :]
-            if sample and cfg.exact_sample > 0:
-                rows = self._sample_rows((targets != current).any(-1))
-                logits = self.exact_logits(h_act, batch["obs"], rows, current)
-                pick = rows[..., None].expand(*rows.shape, targets.shape[-1])
-                targets, current = targets.gather(2, pick), current.gather(2, pick)
-            else:
-                logits = self.exact_logits(h_act, batch["obs"], current=current)
-            nll = self._token_nll(logits, targets)  # (B, T, n): nats per token
-            changed = (targets != current).any(-1)  # (B, T, n): the tokens the step changed
-            n_changed = changed.sum(-1)
-            mean_changed = (nll * changed).sum(-1) / n_changed.clamp(min=1)
-            mean_kept = (nll * ~changed).sum(-1) / (~changed).sum(-1).clamp(min=1)
-            # Half the loss on what changes, half on what does not: a per-token mean would let the
-            # background (98% of tokens) drown the one cell the action moved, and a decoder that only
-            # copies would look nearly perfect. Steps where nothing changed count only the kept half.
-            per_step = torch.where(n_changed > 0, 0.5 * (mean_changed + mean_kept), mean_kept)
-            logs["exact"] = (per_step * m).sum() / n_valid
+            exact_surprise = self._exact_loss(h_act, batch, sample, m, n_valid, logs)
             total = total + cfg.exact_weight * logs["exact"]
-            # surprise: nats per changed token (the divergence that matters, not summed over the map)
-            surprise = surprise + (nll.sum(-1) / n_changed.clamp(min=1)).detach() * m
-            with torch.no_grad():
-                token_ok = ((logits.argmax(-1) == targets) | (targets < 0)).all(-1)
-                steps_changed = (n_changed > 0).float() * m
-                logs["acc_token"] = (token_ok.float().mean(-1) * m).sum() / n_valid
-                logs["acc_obs"] = (token_ok.all(-1).float() * m).sum() / n_valid
-                # the same figures for a model that copies o_t: what a do-nothing predictor scores
-                logs["acc_obs_copy"] = ((n_changed == 0).float() * m).sum() / n_valid
-                changed_ok = (token_ok & changed).sum(-1) / n_changed.clamp(min=1)
-                logs["acc_changed"] = (changed_ok * steps_changed).sum() / steps_changed.sum().clamp(min=1)
-                logs["changed_fraction"] = (changed.float().mean(-1) * m).sum() / n_valid
-
+            surprise = surprise + exact_surprise
         if cfg.latent:
             losses, first = self._latent_losses(h_act, batch, mask)
             logs["latent"] = torch.stack(losses).mean()
@@ -369,3 +315,61 @@ class WorldModel(nn.Module):
         logs = {name: value.detach() for name, value in logs.items()}
         logs["total"] = total.detach()
         return total, logs, surprise
+
+    def _head_losses(
+        self, h_act: Tensor, batch: dict[str, Any], m: Tensor, n_valid: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The reward, termination and catastrophe heads' losses on the real steps ``m``, and their weighted sum."""
+        cfg, device = self.cfg, h_act.device
+        reward = symlog(torch.as_tensor(batch["reward"], device=device).float())
+        logs = {"reward": ((self.reward_head(h_act).squeeze(-1) - reward) ** 2 * m).sum() / n_valid}
+        bce = F.binary_cross_entropy_with_logits
+        terminated = torch.as_tensor(batch["terminated"], device=device).float()
+        term = bce(self.termination_head(h_act).squeeze(-1), terminated, reduction="none")
+        logs["termination"] = (term * m).sum() / n_valid
+        pos_weight = torch.tensor(cfg.catastrophe_pos_weight, device=device)
+        catastrophe = torch.as_tensor(batch["catastrophe"], device=device).float()
+        cat = bce(self.catastrophe_head(h_act).squeeze(-1), catastrophe, reduction="none", pos_weight=pos_weight)
+        logs["catastrophe"] = (cat * m).sum() / n_valid
+        total = (
+            cfg.reward_weight * logs["reward"]
+            + cfg.termination_weight * logs["termination"]
+            + cfg.catastrophe_weight * logs["catastrophe"]
+        )
+        return total, logs
+
+    def _exact_loss(
+        self, h_act: Tensor, batch: dict[str, Any], sample: bool, m: Tensor, n_valid: Tensor, logs: dict[str, Tensor]
+    ) -> Tensor:
+        """The exact next-observation loss into ``logs["exact"]`` (with its accuracies); returns the surprise part."""
+        targets = self.tokenizer.targets(batch["next_obs"])[..., self.exact_tokens, :]
+        current = self.tokenizer.targets(batch["obs"])[..., self.exact_tokens, :]
+        if sample and self.cfg.exact_sample > 0:
+            rows = self._sample_rows((targets != current).any(-1))
+            logits = self.exact_logits(h_act, batch["obs"], rows, current)
+            pick = rows[..., None].expand(*rows.shape, targets.shape[-1])
+            targets, current = targets.gather(2, pick), current.gather(2, pick)
+        else:
+            logits = self.exact_logits(h_act, batch["obs"], current=current)
+        nll = self._token_nll(logits, targets)  # (B, T, n): nats per token
+        changed = (targets != current).any(-1)  # (B, T, n): the tokens the step changed
+        n_changed = changed.sum(-1)
+        mean_changed = (nll * changed).sum(-1) / n_changed.clamp(min=1)
+        mean_kept = (nll * ~changed).sum(-1) / (~changed).sum(-1).clamp(min=1)
+        # Half the loss on what changes, half on what does not: a per-token mean would let the
+        # background (98% of tokens) drown the one cell the action moved, and a decoder that only
+        # copies would look nearly perfect. Steps where nothing changed count only the kept half.
+        per_step = torch.where(n_changed > 0, 0.5 * (mean_changed + mean_kept), mean_kept)
+        logs["exact"] = (per_step * m).sum() / n_valid
+        with torch.no_grad():
+            token_ok = ((logits.argmax(-1) == targets) | (targets < 0)).all(-1)
+            steps_changed = (n_changed > 0).float() * m
+            logs["acc_token"] = (token_ok.float().mean(-1) * m).sum() / n_valid
+            logs["acc_obs"] = (token_ok.all(-1).float() * m).sum() / n_valid
+            # the same figures for a model that copies o_t: what a do-nothing predictor scores
+            logs["acc_obs_copy"] = ((n_changed == 0).float() * m).sum() / n_valid
+            changed_ok = (token_ok & changed).sum(-1) / n_changed.clamp(min=1)
+            logs["acc_changed"] = (changed_ok * steps_changed).sum() / steps_changed.sum().clamp(min=1)
+            logs["changed_fraction"] = (changed.float().mean(-1) * m).sum() / n_valid
+        # surprise: nats per changed token (the divergence that matters, not summed over the map)
+        return (nll.sum(-1) / n_changed.clamp(min=1)).detach() * m

@@ -16,7 +16,7 @@ buffer), the episode ``step`` it was written at and its ``surprise``.
   (one ``bmm`` and one ``topk``; empty slots are masked; on the CPU only the slots in use, ``span``),
   with a validity mask for stores holding fewer than ``k`` entries. ``scores`` is that ``bmm`` alone, for a caller that also wants a soft
   read over every entry (``Memory``) without paying for it twice. Brute force on the device is the default because it is exact and, at
-  the sizes an episode reaches, fast (``bench/memory_retrieval.py``, DESIGN.md section 5).
+  the sizes an episode reaches, fast (``bench/memory_retrieval.py``; docs/benchmarks.md).
 * **Memory** is allocated once at construction and bounded by ``capacity``: ``nbytes``.
 
 Stored tensors are detached copies: the store is a record of what was seen, not part of the

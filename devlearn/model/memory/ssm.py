@@ -116,7 +116,7 @@ def ssd_step(q: Tensor, k: Tensor, v: Tensor, g: Tensor, state: Tensor) -> tuple
 def fla_kernel() -> Callable[..., tuple[Tensor, Tensor]] | None:
     """``fla.ops.simple_gla.chunk_simple_gla`` when the ``fla`` package imports, else ``None``."""
     try:
-        from fla.ops.simple_gla import chunk_simple_gla
+        from fla.ops.simple_gla import chunk_simple_gla  # deferred: an optional dependency (the gpu extra)
     except Exception:  # not installed, or installed without a working Triton: the torch path serves
         return None
     return chunk_simple_gla
@@ -128,12 +128,12 @@ def fla_blocked(device_index: int) -> str | None:
 
     fla-core 0.6.0's gated backward gives wrong gradients with Triton >= 3.4.0 and < 3.7.1 on Hopper
     (compute capability 9.x; fla issue #640) and raises there; we measured that raise on the lent H100
-    (bench/results/ssm_kernel-h100-fla-refused.log), so ``auto`` keeps the torch path on such a machine.
+    (bench/results/archive/ssm_kernel.tar.xz:ssm_kernel-h100-fla-refused.log), so ``auto`` keeps the torch path on such a machine.
     """
     if torch.cuda.get_device_capability(device_index)[0] != 9:
         return None
     try:
-        import triton
+        import triton  # deferred: an optional dependency, present with CUDA builds of torch
     except ImportError:
         return None
     version = tuple(int(p) for p in triton.__version__.split("+")[0].split(".")[:3] if p.isdigit())
