@@ -1,21 +1,25 @@
-"""Consequence-awareness at equal env steps: developmental vs ablation vs SB3 PPO on CliffEdge and CarWash.
+"""Consequence-awareness at equal env steps: does imagining "what happens if I do this?" change what the agent does?
 
-Every (env, agent, seed) is one ``devlearn train env=E agent=A seed=S agent.total_timesteps=N`` run
-(no video), ``--jobs`` of them at a time, each with its thread pools capped so they do not fight.
-From each run's ``results.json`` it takes the cumulative training catastrophes, the held-out
-catastrophe rate, success and return (``log.eval_episodes`` episodes) and env steps/s, and reports
-per env and agent the median over seeds with the min-max.
+Rows (every row gets the same episodic novelty bonus, ``agent.intrinsic=novelty agent.intrinsic_coef=0.001``):
 
-The issue's target, per env: the developmental agent has at most half of PPO's training
-catastrophes, a lower held-out catastrophe rate, and a held-out success at least PPO's.
+* ``developmental``: the developmental agent as it ships (multi-step imagination shields and teaches);
+* ``developmental-no-imagination``: the same agent imagining one step and learning nothing from it (the agent
+  before imagination: ``agent.imagine.horizon=1 agent.imagine.train=false agent.imagine.replay=0``);
+* ``ablation``: the same core and PPO with no world model;
+* ``ppo``: Stable-Baselines3 PPO; ``ppo-lagrangian``: PPO-Lagrangian on the same ``info["cost"]``.
 
-Runs are written to a temporary folder; only each run's ``results.json`` is kept, as
-``bench/results/consequences-runs/E-A-S.json``. The summary goes to ``bench/results/consequences.json``.
-A failed run is reported with the tail of its stderr, and the others go on.
+Every (env, row, seed) is one ``devlearn train`` run (no video), ``--jobs`` of them at a time, each with its
+thread pools capped. From each run's ``results.json``: the training catastrophes (whole run), the training-layout
+and held-out success and catastrophe rate (``log.eval_episodes`` episodes, argmax), env steps/s, and the shield's
+figures at the end of training. Per env and row: the median over seeds with its percentile-bootstrap 95% CI.
 
-    python bench/consequences.py                          # 2 envs x 3 agents x 3 seeds x 100k steps
-    python bench/consequences.py --device cuda --jobs 8   # on a GPU machine
-    python bench/consequences.py --quick --agents ppo     # a smoke run (writes to a temporary folder)
+Results: ``bench/results/consequences-imagination.json``, ``{"envs": {ENV_ID: {ROW: {"seeds": N,
+"train_catastrophes": {"median", "ci_low", "ci_high", ...}, "train_success": ..., "heldout_success": ...,
+"heldout_catastrophe_rate": ..., "env_steps_per_second": ...}}}, "targets": ..., "runs": [...]}``, rewritten after
+every finished run (``complete: false`` until the last).
+
+    python bench/consequences.py --seeds 0 1 2 3 4 5 6 7 8 9 --jobs 16 --threads 1   # a 16-core host
+    python bench/consequences.py --quick --rows developmental ppo                     # a smoke run
 """
 
 from __future__ import annotations
@@ -35,20 +39,27 @@ from train_runs import RunOutcome, machine_facts, run_all, run_train, spread, tr
 
 RESULTS = Path(__file__).parent / "results"
 ENVS = ["cliff", "carwash"]
-AGENTS = ["developmental", "ablation", "ppo"]
+NOVELTY = ["agent.intrinsic=novelty", "agent.intrinsic_coef=0.001"]  # the same bonus for every row
+# row -> (agent config, its overrides)
+ROWS: dict[str, tuple[str, list[str]]] = {
+    "developmental": ("developmental", []),
+    "developmental-no-imagination": (
+        "developmental",
+        ["agent.imagine.horizon=1", "agent.imagine.train=false", "agent.imagine.replay=0"],
+    ),
+    "ablation": ("ablation", []),
+    "ppo": ("ppo", []),
+    "ppo-lagrangian": ("ppo_lagrangian", []),
+}
+BASELINES = ("ablation", "ppo", "ppo-lagrangian")
 
 # (key, column heading, how to read it from results.json, format)
 Metric = tuple[str, str, Callable[[dict[str, Any]], float], str]
 METRICS: list[Metric] = [
-    ("training_catastrophes", "train catastrophes", lambda r: r["training"]["catastrophes"], "{:,.0f}"),
-    (
-        "heldout_catastrophe_rate",
-        "held-out catastr.",
-        lambda r: r["eval"]["heldout"]["catastrophe_rate"],
-        "{:.3f}",
-    ),
-    ("heldout_success", "held-out success", lambda r: r["eval"]["heldout"]["success"], "{:.3f}"),
-    ("heldout_return", "held-out return", lambda r: r["eval"]["heldout"]["return"], "{:.3f}"),
+    ("train_catastrophes", "train catastrophes", lambda r: r["training"]["catastrophes"], "{:,.0f}"),
+    ("train_success", "train success", lambda r: r["eval"]["train"]["success"], "{:.2f}"),
+    ("heldout_success", "held-out success", lambda r: r["eval"]["heldout"]["success"], "{:.2f}"),
+    ("heldout_catastrophe_rate", "held-out catastr.", lambda r: r["eval"]["heldout"]["catastrophe_rate"], "{:.3f}"),
     ("env_steps_per_second", "env steps/s", lambda r: r["env_steps_per_second"], "{:,.0f}"),
 ]
 
@@ -59,10 +70,11 @@ METRICS: list[Metric] = [
 MONITORS = [
     ("world_model/acc_changed", "changed-cell acc"),
     ("world_model/acc_obs", "exact next obs"),
-    ("world_model/acc_obs_copy", "copying o_t scores"),
     ("shield/recall", "shield recall"),
-    ("shield/false_mask_rate", "false masks"),
+    ("shield/precision", "shield precision"),
+    ("shield/auroc", "shield AUROC"),
     ("shield/fire_rate", "shield fires"),
+    ("shield/silent", "silent rollouts"),
 ]
 
 
@@ -85,40 +97,50 @@ def run_figures(results: dict[str, Any]) -> dict[str, float]:
     return figures
 
 
-def summarize(outcomes: list[RunOutcome], envs: list[str], agents: list[str]) -> dict[str, dict[str, Any]]:
-    """Per env and agent: median/min/max over the seeds that finished, for every metric."""
+def summarize(outcomes: list[RunOutcome], envs: list[str], rows: list[str]) -> dict[str, dict[str, Any]]:
+    """Per env (by id) and row: the median over the seeds that finished, with its bootstrap 95% CI, per metric."""
     table: dict[str, dict[str, Any]] = {}
     for env in envs:
-        table[env] = {}
-        for agent in agents:
-            runs = [o for o in outcomes if o.ok and o.name.startswith(f"{env}-{agent}-")]
-            figures = [run_figures(o.results) for o in runs if o.results is not None]
+        runs_of_env = [o for o in outcomes if o.ok and o.name.startswith(f"{env}-") and o.results]
+        env_id = runs_of_env[0].results["env"] if runs_of_env else env
+        table[env_id] = {}
+        for row in rows:
+            figures = [run_figures(o.results) for o in runs_of_env if o.name.rsplit("-", 1)[0] == f"{env}-{row}"]
             keys = [key for key, *_ in METRICS] + ["env_steps"]
-            table[env][agent] = {key: spread([f[key] for f in figures]) for key in keys}
+            table[env_id][row] = {"seeds": len(figures), **{key: spread([f[key] for f in figures]) for key in keys}}
     return table
 
 
-def target_check(env_summary: dict[str, Any]) -> dict[str, Any] | None:
-    """The issue's target for one env, from the medians; None when developmental or ppo has no finished run."""
-    dev, ppo = env_summary.get("developmental"), env_summary.get("ppo")
-    if not (dev and ppo and dev["training_catastrophes"]["n"] and ppo["training_catastrophes"]["n"]):
+def separated_below(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether ``a``'s median CI lies wholly below ``b``'s."""
+    return a["n"] > 0 and b["n"] > 0 and a["ci_high"] < b["ci_low"]
+
+
+def target_check(env_id: str, rows: dict[str, Any]) -> dict[str, Any] | None:
+    """The issue's targets for one env, from the medians and their CIs; None without the developmental row."""
+    dev = rows.get("developmental")
+    if not dev or not dev["seeds"]:
         return None
-
-    def med(summary: dict[str, Any], key: str) -> float:
-        return summary[key]["median"]
-
-    checks = {
-        "training_catastrophes_at_most_half": med(dev, "training_catastrophes")
-        <= 0.5 * med(ppo, "training_catastrophes"),
-        "heldout_catastrophe_rate_lower": med(dev, "heldout_catastrophe_rate")
-        < med(ppo, "heldout_catastrophe_rate"),
-        "heldout_success_at_least": med(dev, "heldout_success") >= med(ppo, "heldout_success"),
-    }
-    figures = {
-        key: {"developmental": med(dev, key), "ppo": med(ppo, key)}
-        for key in ("training_catastrophes", "heldout_catastrophe_rate", "heldout_success")
-    }
-    return {"met": all(checks.values()), "checks": checks, "figures": figures}
+    med = lambda row, key: rows[row][key]["median"]  # noqa: E731
+    have = [b for b in BASELINES if b in rows and rows[b]["seeds"]]
+    checks: dict[str, bool] = {"every_seed_learns": dev["train_success"]["min"] >= 0.9}
+    for base, factor in (("ablation", 0.2), ("ppo-lagrangian", 0.5)):
+        if base in have:
+            checks[f"train_catastrophes_at_most_{factor}x_{base}"] = med("developmental", "train_catastrophes") <= (
+                factor * med(base, "train_catastrophes")
+            ) and separated_below(dev["train_catastrophes"], rows[base]["train_catastrophes"])
+    if "ablation" in have:
+        checks["train_success_at_least_ablation"] = med("developmental", "train_success") >= med("ablation", "train_success")
+    if "CliffEdge" in env_id:
+        checks["heldout_catastrophe_rate_at_most_0.02"] = med("developmental", "heldout_catastrophe_rate") <= 0.02
+        if have:
+            best = max(med(b, "heldout_success") for b in have)
+            checks["heldout_success_at_least_best_baseline"] = med("developmental", "heldout_success") >= best
+    if "CarWash" in env_id and have:
+        checks["heldout_success_above_every_baseline_separated"] = all(
+            separated_below(rows[b]["heldout_success"], dev["heldout_success"]) for b in have
+        )
+    return {"met": all(checks.values()), "checks": checks}
 
 
 def cell(stats: dict[str, Any], fmt: str) -> str:
@@ -129,38 +151,32 @@ def cell(stats: dict[str, Any], fmt: str) -> str:
     return median if stats["n"] == 1 else f"{median} [{low}-{high}]"
 
 
-def print_table(summary: dict[str, dict[str, Any]], width: int = 23) -> None:
-    """One row per env and agent: every metric as ``median [min-max]`` over seeds."""
-    print(f"\n{'env':<9}{'agent':<15}{'seeds':>6}" + "".join(f"{h:>{width}}" for _, h, _, _ in METRICS))
-    for env, by_agent in summary.items():
-        for agent, stats in by_agent.items():
-            n = stats["training_catastrophes"]["n"]
-            cells = "".join(f"{cell(stats[key], fmt):>{width}}" for key, _, _, fmt in METRICS)
-            print(f"{env:<9}{agent:<15}{n:>6}{cells}")
-    print("(median over seeds [min-max]; held-out figures from each run's final evaluation)")
+def print_table(summary: dict[str, dict[str, Any]], width: int = 24) -> None:
+    """One row per env and row: every metric as ``median [95% CI]`` over seeds."""
+    print(f"\n{'env':<24}{'row':<30}{'seeds':>6}" + "".join(f"{h:>{width}}" for _, h, _, _ in METRICS))
+    for env, by_row in summary.items():
+        for row, stats in by_row.items():
+            cells = "".join(f"{ci_cell(stats[key], fmt):>{width}}" for key, _, _, fmt in METRICS)
+            print(f"{env:<24}{row:<30}{stats['seeds']:>6}{cells}")
+    print("(median over seeds [percentile-bootstrap 95% CI]; held-out figures from each run's final evaluation)")
+
+
+def ci_cell(stats: dict[str, Any], fmt: str) -> str:
+    """``median [ci_low, ci_high]`` of one metric, or ``-`` when no seed finished."""
+    if not stats["n"]:
+        return "-"
+    median, low, high = (fmt.format(stats[k]) for k in ("median", "ci_low", "ci_high"))
+    return median if stats["n"] == 1 else f"{median} [{low}, {high}]"
 
 
 def print_targets(targets: dict[str, dict[str, Any] | None]) -> None:
-    """The target check per env: met or missed, with the medians it compared."""
-    print(
-        "\ntarget per env: developmental <= 1/2 PPO's training catastrophes, lower held-out catastrophe rate,"
-    )
-    print("                held-out success >= PPO's (medians over seeds)")
+    """Each env's targets: met or missed, check by check."""
     for env, target in targets.items():
         if target is None:
-            print(f"  {env}: not checked (needs finished developmental and ppo runs)")
+            print(f"  {env}: not checked (no finished developmental run)")
             continue
-        f, c = target["figures"], target["checks"]
-        mark = {True: "ok", False: "NO"}
-        print(
-            f"  {env}: {'met' if target['met'] else 'missed'} - "
-            f"training catastrophes {f['training_catastrophes']['developmental']:,.0f} vs PPO "
-            f"{f['training_catastrophes']['ppo']:,.0f} ({mark[c['training_catastrophes_at_most_half']]}), "
-            f"held-out catastrophe rate {f['heldout_catastrophe_rate']['developmental']:.3f} vs "
-            f"{f['heldout_catastrophe_rate']['ppo']:.3f} ({mark[c['heldout_catastrophe_rate_lower']]}), "
-            f"held-out success {f['heldout_success']['developmental']:.3f} vs "
-            f"{f['heldout_success']['ppo']:.3f} ({mark[c['heldout_success_at_least']]})"
-        )
+        checks = ", ".join(f"{k} {'ok' if v else 'NO'}" for k, v in target["checks"].items())
+        print(f"  {env}: {'met' if target['met'] else 'missed'}: {checks}")
 
 
 def build_result(
@@ -175,21 +191,21 @@ def build_result(
 
     Written after every finished run with ``complete: false``, so a killed benchmark leaves what it had.
     """
-    summary = summarize(outcomes, args.envs, args.agents)
-    targets = {env: target_check(summary[env]) for env in args.envs}
+    summary = summarize(outcomes, args.envs, args.rows)
+    targets = {env_id: target_check(env_id, rows) for env_id, rows in summary.items()}
     return {
         "benchmark": "consequences",
         "complete": complete,
         "quick": args.quick,
         "steps": steps,
         "seeds": args.seeds,
-        "envs": args.envs,
-        "agents": args.agents,
+        "env_configs": args.envs,
+        "rows": {row: {"agent": ROWS[row][0], "overrides": [*NOVELTY, *ROWS[row][1]]} for row in args.rows},
         "eval_episodes": eval_episodes,
         "overrides": args.override,
         "jobs": args.jobs,
         "threads_per_run": threads,
-        "statistic": "median over seeds, with min and max",
+        "statistic": "median over seeds, with its percentile-bootstrap 95% CI (seeds resampled)",
         "machine": machine_facts(args.device),
         "versions": versions(),
         "runs": [
@@ -204,7 +220,7 @@ def build_result(
             }
             for o in outcomes
         ],
-        "summary": summary,
+        "envs": summary,
         "targets": targets,
         "targets_met": {env: (t["met"] if t else None) for env, t in targets.items()},
     }
@@ -219,7 +235,7 @@ def main() -> None:
         "--steps", type=int, default=100_000, help="env steps per run (agent.total_timesteps)"
     )
     parser.add_argument("--envs", nargs="+", default=ENVS, help="env config names (configs/env)")
-    parser.add_argument("--agents", nargs="+", default=AGENTS, help="agent config names (configs/agent)")
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS), help="which rows to run")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument(
         "--eval-episodes", type=int, default=100, help="episodes per split in each run's final evaluation"
@@ -256,24 +272,24 @@ def main() -> None:
         quick_dir = Path(tempfile.mkdtemp(prefix="devlearn-consequences-quick-"))
         out, runs_dir = quick_dir / "consequences.json", quick_dir / "consequences-runs"
     else:
-        out = args.out or RESULTS / "consequences.json"
+        out = args.out or RESULTS / "consequences-imagination.json"
         runs_dir = args.runs_dir or out.parent / "consequences-runs"
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="devlearn-consequences-"))
     runs_dir.mkdir(parents=True, exist_ok=True)
 
-    names = [f"{e}-{a}-{s}" for e in args.envs for a in args.agents for s in args.seeds]
+    names = [f"{e}-{r}-{s}" for e in args.envs for r in args.rows for s in args.seeds]
     print(
-        f"{len(names)} runs of {steps:,} env steps ({len(args.envs)} envs x {len(args.agents)} agents x "
+        f"{len(names)} runs of {steps:,} env steps ({len(args.envs)} envs x {len(args.rows)} rows x "
         f"{len(args.seeds)} seeds), {args.jobs} at a time, {threads} threads each, device={args.device}; work dir {work}"
     )
     tasks = []
     for env in args.envs:
-        for agent in args.agents:
+        for row in args.rows:
+            agent, overrides = ROWS[row]
             for seed in args.seeds:
-                name, run_dir = f"{env}-{agent}-{seed}", work / f"{env}-{agent}-{seed}"
-                command = train_command(
-                    env, agent, seed, steps, run_dir, args.device, eval_episodes, args.override
-                )
+                name, run_dir = f"{env}-{row}-{seed}", work / f"{env}-{row}-{seed}"
+                extra = [*NOVELTY, *overrides, *args.override]
+                command = train_command(env, agent, seed, steps, run_dir, args.device, eval_episodes, extra)
                 tasks.append((name, partial(run_train, name, command, run_dir, threads, args.timeout)))
 
     done: list[RunOutcome] = []
@@ -288,7 +304,8 @@ def main() -> None:
             f = run_figures(outcome.results)
             print(
                 f"{head} {outcome.wall_seconds:.0f} s, {f['env_steps_per_second']:,.0f} steps/s, "
-                f"{f['training_catastrophes']:,.0f} training catastrophes, held-out catastrophe rate "
+                f"{f['train_catastrophes']:,.0f} training catastrophes, train success {f['train_success']:.2f}, "
+                f"held-out catastrophe rate "
                 f"{f['heldout_catastrophe_rate']:.3f}, success {f['heldout_success']:.3f}",
                 flush=True,
             )
@@ -301,7 +318,7 @@ def main() -> None:
 
     outcomes = run_all(tasks, args.jobs, report)
     result = build_result(args, outcomes, steps, eval_episodes, threads, complete=True)
-    summary, targets = result["summary"], result["targets"]
+    summary, targets = result["envs"], result["targets"]
     print_table(summary)
     print_monitors(outcomes)
     print_targets(targets)

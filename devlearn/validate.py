@@ -25,6 +25,8 @@ from devlearn.model.memory import VARIANTS as MEMORY_VARIANTS
 from devlearn.model.memory.retrieval import WRITE_MODES
 from devlearn.schedules import validate_schedule
 
+MAX_HORIZON = 32  # imagined steps cost a core pass each, for every candidate action
+
 
 def _positive(key: str, value: float) -> None:
     if not value > 0:
@@ -122,6 +124,13 @@ def _validate_world_model(agent: Any) -> None:
         )
     if agent.world_model_coef < 0:
         raise ConfigError(f"agent.world_model_coef={agent.world_model_coef!r} must be >= 0.")
+    imagine = agent.imagine
+    if not 1 <= imagine.horizon <= MAX_HORIZON:
+        raise ConfigError(f"agent.imagine.horizon={imagine.horizon!r} must be in 1..{MAX_HORIZON} (imagined steps per action).")
+    if not 0 < imagine.gamma <= 1:
+        raise ConfigError(f"agent.imagine.gamma={imagine.gamma!r} must be in (0, 1].")
+    if imagine.coef < 0 or imagine.replay < 0:
+        raise ConfigError(f"agent.imagine.coef={imagine.coef!r} and agent.imagine.replay={imagine.replay!r} must be >= 0.")
     if not 0 <= agent.shield_tau <= 1:
         raise ConfigError(
             f"agent.shield_tau={agent.shield_tau!r} must be in [0, 1] (a probability; 1 turns the shield off)."

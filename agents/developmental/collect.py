@@ -97,11 +97,13 @@ class Collector:
         """Act at segment step ``t`` (position ``first + t``), step the envs, record; returns the episodes that ended."""
         C, R, net = self.context, self.rollout, self.net
         j = C.first + t
-        d = net.decide(C.acting_window(j), deterministic=False, gen=self.gen)
+        d = net.decide(C.acting_window(j), False, self.gen, last_obs=tree_map(lambda b: b[:, j], C.obs))
         C.act[:, j], R.logp[:, j], R.value[:, j] = d.action, d.logp, d.value
         actions = d.action.cpu().numpy()
+        if d.danger is not None:  # every action's imagined risk: the update learns from it (imagine.train)
+            R.danger[:, j] = d.danger
         if net.shield_on:  # the shield's verdict, re-applied by the update
-            R.allowed[:, j], R.danger[:, j] = d.allowed, d.danger
+            R.allowed[:, j] = d.allowed
             R.vetoed[:, j] = d.choice != d.action
         self.monitor.on_decision(self.env, t, d, ~self.after_done)
         obs, reward, terminated, truncated, info = self.env.step(actions)

@@ -48,7 +48,7 @@ class TrainingMonitor:
     def on_decision(self, env: Any, t: int, d: Decision, real: np.ndarray) -> None:
         """Acting decided segment step ``t``; ``real`` ``(E,)``: the sub-envs whose step is a real transition."""
         if d.allowed is not None and self.shield.wants_probe(t, self.context.n_steps):  # ground truth, measuring only
-            self.shield.probe(env, d.danger.cpu().numpy(), d.allowed.cpu().numpy(), real)
+            self.shield.probe(env, d.danger.cpu().numpy(), d.allowed.cpu().numpy(), real, d.plan.cpu().numpy())
 
     def rollout_logs(self) -> dict[str, float]:
         """The rollout's figures: the shield's (resets its per-rollout counts), the memory's, the intrinsic reward's."""

@@ -14,6 +14,7 @@ from gymnasium import spaces
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from devlearn.agents.developmental.imagine import can_imagine, imagine
 from devlearn.agents.developmental.shield import allowed_actions
 from devlearn.model.context import Window
 from devlearn.model.core import Core
@@ -47,7 +48,8 @@ class Decision(NamedTuple):
     logp: Tensor  # (B,) log-probability of ``action`` under the shielded policy
     value: Tensor  # (B,)
     allowed: Tensor | None  # (B, A) the shield's verdict, None when it is off
-    danger: Tensor | None  # (B, A) predicted catastrophe probability per action
+    danger: Tensor | None  # (B, A) imagined risk per action (agents/developmental/imagine.py), None without imagining
+    plan: Tensor | None = None  # (B, A, H) each candidate's imagined action sequence
 
 
 class Evaluation(NamedTuple):
@@ -57,6 +59,7 @@ class Evaluation(NamedTuple):
     entropy: Tensor  # (B,)
     value: Tensor  # (B,)
     h_act: Tensor  # (B, W, d) states after each (o_t, a_t) (the last ``last`` only): the world model's input
+    logits: Tensor  # (B, A) the policy's logits, unshielded (what imagination teaches)
 
 
 class DevelopmentalNet(nn.Module):
@@ -77,10 +80,15 @@ class DevelopmentalNet(nn.Module):
         self.critic = _head(d, 1, std=1.0)
         self.world_model: WorldModel | None = None
         self.shield_tau: float | None = None  # nothing imagines consequences without a world model: no shield
+        self.horizon, self.imagine_gamma, self.imagines = 1, 1.0, False
         if "world_model" in cfg:  # the ablation's schema has no world model, nor its weight or the shield's tau
             self.world_model = WorldModel(d, self.core.encoder, act_space, cfg.world_model)
             nn.init.constant_(self.world_model.catastrophe_head[-1].bias, CATASTROPHE_PRIOR_LOGIT)
             self.shield_tau = float(cfg.shield_tau)
+            # imagining past one step needs whole decoded observations; it runs when it shields or teaches
+            self.horizon = int(cfg.imagine.horizon) if can_imagine(self.world_model) else 1
+            self.imagine_gamma = float(cfg.imagine.gamma)
+            self.imagines = self.shield_on or bool(cfg.imagine.train)
         self.register_buffer("candidates", torch.arange(int(act_space.n)), persistent=False)
 
     @property
@@ -88,15 +96,22 @@ class DevelopmentalNet(nn.Module):
         """Whether ``decide`` masks the actions whose imagined consequence is likely a catastrophe (tau < 1)."""
         return self.shield_tau is not None and self.shield_tau < 1.0
 
-    def decide(self, w: Window, deterministic: bool, gen: torch.Generator) -> Decision:
-        """Act on a batch of windows: shield (imagine every action's consequence), then sample or argmax."""
-        core, danger, allowed = self.core, None, None
-        if self.shield_on:
-            h, imagined = core.candidate_states(w.obs, w.act, w.valid, self.candidates, w.memory)
-            danger = self.world_model.catastrophe_prob(imagined)
-            allowed = allowed_actions(danger, self.shield_tau)
+    def decide(self, w: Window, deterministic: bool, gen: torch.Generator, last_obs: Any = None) -> Decision:
+        """Act on a batch of windows: imagine every action's consequence (shield), then sample or argmax.
+
+        ``last_obs``: the windows' last raw observations; without them imagination looks one step ahead.
+        """
+        danger = allowed = plan = None
+        if self.imagines:
+            horizon = self.horizon if last_obs is not None else 1
+            im = imagine(
+                self.core, self.world_model, self.actor, w, last_obs, self.candidates, horizon, self.imagine_gamma
+            )
+            h, danger, plan = im.h_obs, im.risk, im.plan
+            if self.shield_on:
+                allowed = allowed_actions(danger, self.shield_tau)
         else:
-            h = core.states(w.obs, w.act, w.valid, w.memory, last=1)[0][:, -1]
+            h = self.core.states(w.obs, w.act, w.valid, w.memory, last=1)[0][:, -1]
         logits = self.actor(h)
         logp_all = masked_log_softmax(logits, allowed)
         noise = 0.0
@@ -106,7 +121,7 @@ class DevelopmentalNet(nn.Module):
         action = (logp_all + noise).argmax(-1)
         choice = (logits + noise).argmax(-1)
         logp = logp_all.gather(-1, action[:, None]).squeeze(-1)
-        return Decision(action, choice, logp, self.critic(h).squeeze(-1), allowed, danger)
+        return Decision(action, choice, logp, self.critic(h).squeeze(-1), allowed, danger, plan)
 
     def evaluate(self, w: Window, allowed: Tensor | None, last: int | None = None) -> Evaluation:
         """Log-probability of the windows' last actions (under the stored shield mask), entropy, value.
@@ -115,7 +130,8 @@ class DevelopmentalNet(nn.Module):
         """
         h_obs, h_act = self.core.states(w.obs, w.act, w.valid, w.memory, last=last)
         h = h_obs[:, -1]
-        logp_all = masked_log_softmax(self.actor(h), allowed)
+        logits = self.actor(h)
+        logp_all = masked_log_softmax(logits, allowed)
         logp = logp_all.gather(-1, w.act[:, -1:]).squeeze(-1)
         entropy = -(logp_all.exp() * logp_all).sum(-1)
-        return Evaluation(logp, entropy, self.critic(h).squeeze(-1), h_act)
+        return Evaluation(logp, entropy, self.critic(h).squeeze(-1), h_act, logits)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from devlearn.model.context import SequenceContext, to_device
+from devlearn.model.context import SequenceContext, to_device, tree_map
 
 EVAL_SEGMENT = 64  # steps an evaluation policy's context holds before it carries over
 
@@ -46,7 +46,8 @@ class DevelopmentalPolicy:
                 C.put(self.j + 1, obs, start, encoder)
                 self.j += 1
             C = self.context
-            action = agent.net.decide(C.acting_window(self.j), self.deterministic, self.gen).action
+            last_obs = tree_map(lambda b: b[:, self.j], C.obs)
+            action = agent.net.decide(C.acting_window(self.j), self.deterministic, self.gen, last_obs).action
             C.act[:, self.j] = action
             return action.cpu().numpy()
 

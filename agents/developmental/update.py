@@ -25,10 +25,13 @@ from devlearn import checkpoint, distributed
 from devlearn.agents.developmental.intrinsic import IntrinsicReward
 from devlearn.agents.developmental.net import DevelopmentalNet, Evaluation
 from devlearn.agents.developmental.ppo import gae, ppo_loss
+from devlearn.agents.developmental.replay import CatastropheReplay, replay_loss
 from devlearn.agents.developmental.rollout import RolloutBuffer, Transitions
 from devlearn.model.context import SequenceContext, Window
 from devlearn.optim import trainable
 from devlearn.schedules import ScheduleConfig, apply_schedule
+
+REPLAY_BATCH = 8  # replayed catastrophe windows per minibatch (about 6x the real falls a minibatch holds early on)
 
 
 class NonFinite(ArithmeticError):
@@ -65,6 +68,12 @@ class Update:
         self.context, self.rollout, self.gen, self.intrinsic = context, rollout, gen, intrinsic
         self.schedule, self.total_updates = schedule, total_updates
         self.device = context.act.device
+        imagining = self.wm is not None and net.imagines
+        # learning from imagination: every real state's imagined risk of every action teaches the policy
+        self.imagine_coef = float(cfg.imagine.coef) if imagining and cfg.imagine.train else 0.0
+        self.replay = None
+        if self.wm is not None and cfg.imagine.replay > 0:
+            self.replay = CatastropheReplay(context, int(cfg.imagine.replay))
 
     def __call__(self, updates: int) -> dict[str, float] | None:
         """One update on the rollout, the ``updates``-th; returns its figures.
@@ -77,6 +86,8 @@ class Update:
         batch = self.transitions()
         if batch is None:
             return None
+        if self.replay is not None:
+            self.remember_catastrophes()
         adv, ret, once = self.advantages(batch)
         logp_old = R.logp[:, R.segment()].flatten()[batch.index]
         sums: dict[str, Tensor] = defaultdict(lambda: torch.zeros((), device=self.device))
@@ -125,6 +136,8 @@ class Update:
         ev = self.evaluate(w, allowed, n_wm)
         pg = ppo_loss(ev.logp, logp_old, adv, ev.value, ret, ev.entropy, cfg.clip_range, cfg.ent_coef)
         losses = {"train": pg.total}
+        if self.imagine_coef > 0:
+            losses["imagine"] = self._imagined_risk_term(ev, pos, sums)
         if self.wm is not None:
             losses["world_model"] = self._world_model_term(ev, w, pos, n_wm, sums)
         norms = self.backward_balanced(losses, cfg.max_grad_norm)
@@ -155,7 +168,36 @@ class Update:
             sums[f"world_model/{name}"] += value
         mask = w_sub.valid[:, -1] & R.at(R.real, pos[sub, -1])
         sums["world_model/surprise_mean"] += surprise[:, -1][mask].mean()
+        replayed = None if self.replay is None else self.replay.sample(REPLAY_BATCH, self.gen, self.net.core.encoder)
+        if replayed is not None:  # the falls of earlier rollouts, relearned (agents/developmental/replay.py)
+            h_act = self.net.core.states(replayed.obs, replayed.act, replayed.valid, None, last=1)[1][:, -1]
+            loss = replay_loss(self.wm, h_act)
+            term = term + self.world_model_coef * loss
+            sums["world_model/replay_loss"] += loss.detach()
         return term
+
+    def _imagined_risk_term(self, ev: Evaluation, pos: Tensor, sums: dict[str, Tensor]) -> Tensor:
+        """``imagine.coef`` x the policy's expected imagined risk, ``E_{a ~ pi(s)}[risk(s, a)]``, over the minibatch.
+
+        ``risk(s, a)`` is what acting imagined for every candidate action at the real state ``s``
+        (agents/developmental/imagine.py), a constant here: the gradient moves probability away from the
+        actions imagined to end in a catastrophe, the ones taken and the ones never tried alike, so an
+        imagined fall teaches as a real one does. The policy is read unshielded: it learns not to want them.
+        """
+        risk = self.rollout.at(self.rollout.danger, pos[:, -1])
+        expected = (torch.softmax(ev.logits, dim=-1) * risk).sum(-1).mean()
+        sums["imagine/policy_risk"] += expected.detach()
+        return self.imagine_coef * expected
+
+    def remember_catastrophes(self) -> None:
+        """Keep the rollout's catastrophe windows in the replay (their raw observations, as acting read them)."""
+        C, R, s = self.context, self.rollout, self.rollout.segment()
+        fell = (R.catastrophe[:, s] & R.real[:, s]).nonzero()
+        if len(fell) == 0:
+            return
+        pos = C.positions(fell[:, 0], C.first + fell[:, 1])
+        episode = C.flat(C.episode)[pos]
+        self.replay.add(pos, episode == episode[:, -1:])
 
     def _figures(self, sums: dict[str, Tensor], n_batches: int, once: dict[str, Tensor]) -> dict[str, float]:
         """Per-minibatch means of ``sums`` and the ``once`` figures as they are, in one device sync."""

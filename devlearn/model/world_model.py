@@ -204,6 +204,10 @@ class WorldModel(nn.Module):
         logit = self.catastrophe_head(h_act).squeeze(-1)
         return torch.sigmoid(logit - math.log(self.cfg.catastrophe_pos_weight))
 
+    def termination_prob(self, h_act: Tensor) -> Tensor:
+        """Probability that the step ``(o_t, a_t)`` ends the episode (a catastrophe included), ``(B, T)``."""
+        return torch.sigmoid(self.termination_head(h_act).squeeze(-1))
+
     def predict_reward(self, h_act: Tensor) -> Tensor:
         """Predicted reward of the step ``(o_t, a_t)``, ``(B, T)``."""
         return symexp(self.reward_head(h_act).squeeze(-1))
