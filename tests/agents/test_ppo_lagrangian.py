@@ -28,6 +28,7 @@ from devlearn.errors import ConfigError
 from devlearn.validate import validate
 
 BANDIT = "tests/CostlyBandit-v0"
+REPO = Path(__file__).resolve().parents[2]
 
 
 class CostlyBandit(gymnasium.Env):
@@ -163,6 +164,8 @@ def test_the_cli_trains_it_end_to_end(tmp_path) -> None:
     tags = set(events.Tags()["scalars"])
     new = {"train/lagrangian_multiplier", "train/episode_cost", "train/cost_value_loss"}
     assert new <= tags, sorted(tags)
+    readme = (REPO / "README.md").read_text()
+    assert all(f"`{tag.split('/')[1]}`" in readme for tag in new)  # documented in "Reading TensorBoard"
 
 
 @pytest.mark.parametrize(
