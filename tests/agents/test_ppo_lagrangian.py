@@ -123,11 +123,36 @@ def test_training_moves_the_multiplier_with_the_measured_cost(one_thread) -> Non
 
 def test_under_a_limit_it_never_reaches_it_is_ppo_and_pays(one_thread) -> None:
     """The control: the same agent with a budget above any episode's cost keeps lambda at 0 and learns, as plain
-    PPO does, to take the action that pays reward and cost."""
+    PPO does, to take the action that pays reward and cost. Its cost critic has learned what an episode costs."""
     agent = bandit_agent(cost_limit=2.0, lagrangian_lr=5.0)
     trained = rollouts(agent, 14)
     assert all(after == 0.0 for _, _, after in trained)
     assert all(cost > 0.8 for cost, _, _ in trained[-4:])
+    with torch.no_grad():
+        expected_cost = agent.model.policy.predict_cost_values(torch.zeros(1, 1)).item()
+    assert expected_cost == pytest.approx(trained[-1][0], abs=0.05)
+
+
+def test_each_steps_cost_is_read_and_a_truncation_bootstraps_with_the_cost_critic(one_thread) -> None:
+    agent = bandit_agent()
+    model = agent.model
+    rollouts(agent, 1)
+    model.rollout_buffer.reset()  # the next step goes to position 0
+    final = np.ones(1, np.float32)
+    ended = {"episode": {"r": 0.0, "l": 3, "t": 0.0}, "cost": 2.0, "terminal_observation": final}
+    infos = [
+        {"step_cost": 0.5},
+        {"step_cost": 0.5, "TimeLimit.truncated": True, **ended},  # cut by the time limit: V_c(final) is owed
+        {"step_cost": 1.0, "TimeLimit.truncated": False, **ended},  # terminated: nothing more is owed
+        {"step_cost": 0.0},
+    ]
+    model._episode_costs = []
+    model._update_info_buffer(infos, np.array([False, True, True, False]))
+    with torch.no_grad():
+        owed = model.gamma * model.policy.predict_cost_values(torch.as_tensor(final[None])).item()
+    assert owed != 0.0
+    np.testing.assert_allclose(model.rollout_buffer.costs[0], [0.5, 0.5 + owed, 1.0, 0.0], rtol=1e-6)
+    assert model._episode_costs == [2.0, 2.0]  # each finished episode's summed cost, for J_c
 
 
 def test_the_checkpoint_carries_the_multiplier_and_the_cost_critic(tmp_path, one_thread) -> None:
