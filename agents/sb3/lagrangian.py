@@ -21,6 +21,12 @@ solved at the saddle point of ``J_r - lambda * (J_c - cost_limit)`` over ``lambd
   a rollout in which no episode finished leaves lambda where it is. OmniSafe takes this step with Adam; the plain
   step keeps ``lagrangian_lr`` readable: lambda's change per rollout per unit of cost over the budget.
 
+What follows from OmniSafe's normalisation: ``A_r`` has unit scale whatever the rewards, ``A_c`` keeps the cost's
+scale, so the cost weighs once ``lambda * std(A_c)`` nears 1, and ``1 / (1 + lambda)`` shrinks the reward's pull
+before it does. On CliffEdge (falls cost 1) a slow lambda (``lagrangian_lr=0.1``) sat in between for 30k steps and
+fell more than PPO; at 1.0 it fell less, and at 100k steps it had learned to stay off the cliff (3% of the last 100
+episodes fell) by not walking to the goal (PPO: 15% falls, 49% success): the trade a cost limit buys.
+
 Why not a maintained implementation: OmniSafe 0.5.0 (the latest release, 2024) requires ``safety-gymnasium``, whose
 latest release (1.0.0) pins ``gymnasium==0.28.1`` (devlearn needs gymnasium>=1.1 and Stable-Baselines3>=2.5, which
 needs gymnasium 1.x), ``mujoco==2.3.3`` and ``pygame==2.1.0``; OmniSafe itself pins ``pandas==2.0.3``. Read from the
