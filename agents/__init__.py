@@ -1,7 +1,8 @@
 """Learners behind one interface (installed as ``devlearn.agents``): see ``agents/base.py``.
 
 ``make_agent`` builds one by name: ``developmental`` (the developmental agent), ``ablation`` (the
-same agent with its world-model loss off), ``ppo`` and ``recurrent_ppo`` (Stable-Baselines3 baselines).
+same agent with its world-model loss off), ``ppo``, ``recurrent_ppo`` and ``ppo_lagrangian``
+(Stable-Baselines3 baselines; the last is cost-aware, ``agents/sb3/lagrangian.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from devlearn.errors import ConfigError
 from devlearn.registry import make, spec
 
 __all__ = ["Agent", "Policy", "has_checkpoint", "make_agent", "observation_wrappers"]
+
+SB3_AGENTS = ("ppo", "recurrent_ppo", "ppo_lagrangian")  # agents/sb3/agent.py's ALGORITHMS
 
 
 def observation_wrappers(agent: str, env_id: str, **env_kwargs: Any) -> list[Callable[[Any], Any]]:
@@ -36,7 +39,7 @@ def observation_wrappers(agent: str, env_id: str, **env_kwargs: Any) -> list[Cal
 
     if agent in ("developmental", "ablation"):
         return drop_non_numeric(space)  # the tokenizer reads Dict observations as they are
-    return sb3_observation_wrappers(space)
+    return sb3_observation_wrappers(space)  # SB3_AGENTS
 
 
 def make_agent(
@@ -50,7 +53,7 @@ def make_agent(
     """
     if cfg.name in ("developmental", "ablation"):
         return DevelopmentalAgent(cfg, env, seed, device, writer, schedule)
-    if cfg.name in ("ppo", "recurrent_ppo"):
+    if cfg.name in SB3_AGENTS:
         # deferred: Stable-Baselines3 loads only for its agents
         from devlearn.agents.sb3.agent import SB3Agent
 

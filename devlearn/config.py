@@ -32,6 +32,7 @@ __all__ = [
     "DistributedConfig",
     "EnvConfig",
     "GrokConfig",
+    "PPOLagrangianConfig",
     "ScheduleConfig",
     "TrainConfig",
     "WorldModelConfig",
@@ -107,6 +108,25 @@ class RecurrentPPOConfig(SB3PPOConfig):
 
 
 @dataclass
+class PPOLagrangianConfig(SB3PPOConfig):
+    """``agent=ppo_lagrangian``: PPO-Lagrangian (Ray et al. 2019; OmniSafe's PPOLag) on SB3's PPO, the cost-aware
+    baseline: a cost critic, cost advantages, and a multiplier lambda that weighs them (agents/sb3/lagrangian.py)."""
+
+    name: str = "ppo_lagrangian"
+    # The budget of cost per episode (J_c <= cost_limit). Not 0: the mean cost of episodes is never below 0, so at 0
+    # lambda could only rise, never relax. In the bundled envs a catastrophe costs 1 and (CliffEdge, CarWash) ends
+    # the episode, so 0.05 allows about one catastrophe in 20 episodes
+    cost_limit: float = 0.05
+    # lambda <- max(0, lambda + lagrangian_lr * (J_c - cost_limit)) once per rollout. 1.0: on CliffEdge (30k steps,
+    # seeds 0-2) all 3 seeds fell less than agent=ppo in training (109/150/120 falls against 144/174/240); at 0.1
+    # lambda was still below ~2 at the end, where 1 / (1 + lambda) had shrunk the reward's advantage before the cost's
+    # weighed, and 2 of 3 seeds fell more than PPO (731 and 688)
+    lagrangian_lr: float = 1.0
+    lagrangian_init: float = 0.0  # lambda at the start: 0 starts as plain PPO
+    # (OmniSafe's PPOLag starts at 0.001 and steps lambda with Adam at 0.035 against its cost_limit of 25 per episode)
+
+
+@dataclass
 class AblationConfig(PPOConfig):
     """``agent=ablation``: the developmental agent's core and PPO with no world model (and so no shield).
 
@@ -169,6 +189,7 @@ AGENT_SCHEMAS: dict[str, type[PPOConfig]] = {
     "ablation": AblationConfig,
     "ppo": SB3PPOConfig,
     "recurrent_ppo": RecurrentPPOConfig,
+    "ppo_lagrangian": PPOLagrangianConfig,
 }
 AGENTS = tuple(AGENT_SCHEMAS)
 

@@ -7,6 +7,7 @@ work together (surprise without a world model, a store that does not fit in memo
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from devlearn.config import (
@@ -48,6 +49,8 @@ def validate(cfg: Any) -> None:
         _validate_memory(agent, cfg.env.num_envs)
     if "world_model" in agent:
         _validate_world_model(agent)
+    if "cost_limit" in agent:
+        _validate_lagrangian(agent)
     if "distributed" in cfg:
         _validate_distributed(cfg)
     if "schedule" in cfg:
@@ -135,6 +138,15 @@ def _validate_world_model(agent: Any) -> None:
         raise ConfigError(
             f"agent.shield_tau={agent.shield_tau!r} must be in [0, 1] (a probability; 1 turns the shield off)."
         )
+
+
+def _validate_lagrangian(agent: Any) -> None:
+    """PPO-Lagrangian's keys: a budget and a multiplier that are never negative, a step size that is positive."""
+    for key in ("cost_limit", "lagrangian_init"):
+        if not 0 <= agent[key] < math.inf:
+            raise ConfigError(f"agent.{key}={agent[key]!r} must be a finite number >= 0.")
+    if not 0 < agent.lagrangian_lr < math.inf:
+        raise ConfigError(f"agent.lagrangian_lr={agent.lagrangian_lr!r} must be a finite number > 0.")
 
 
 def _validate_intrinsic(agent: Any) -> None:

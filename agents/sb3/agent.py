@@ -1,4 +1,5 @@
-"""Stable-Baselines3 PPO and sb3-contrib RecurrentPPO behind devlearn's ``Agent`` interface: the baselines."""
+"""Stable-Baselines3 PPO, sb3-contrib RecurrentPPO and PPO-Lagrangian (``lagrangian.py``) behind devlearn's
+``Agent`` interface: the baselines."""
 
 from __future__ import annotations
 
@@ -20,13 +21,20 @@ from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch.utils.tensorboard import SummaryWriter
 
 from devlearn import checkpoint
+from devlearn.agents.sb3.lagrangian import PPOLagrangian
 from devlearn.agents.sb3.vec import NoveltyBonus, SB3VecEnv
 from devlearn.logging.runlog import RunLog
 
 # Hyperparameters taken from the config on load, not the file (resume=force may change them).
 FROM_CONFIG = ("learning_rate", "gamma", "gae_lambda", "ent_coef", "max_grad_norm", "batch_size", "n_epochs")
+FROM_CONFIG += ("cost_limit", "lagrangian_lr")  # PPO-Lagrangian's; its multiplier itself comes from the file
 EXTRA = "devlearn.pt"  # devlearn's own entry in SB3's checkpoint.zip (weights-only torch file)
-ALGORITHMS = {"ppo": (PPO, "MlpPolicy"), "recurrent_ppo": (RecurrentPPO, "MlpLstmPolicy")}
+ALGORITHMS = {
+    "ppo": (PPO, "MlpPolicy"),
+    "recurrent_ppo": (RecurrentPPO, "MlpLstmPolicy"),
+    "ppo_lagrangian": (PPOLagrangian, "MlpPolicy"),  # its MlpPolicy: CostCriticPolicy (a cost critic beside V)
+}
+LAGRANGIAN_KEYS = ("cost_limit", "lagrangian_lr", "lagrangian_init")
 
 
 
@@ -113,6 +121,7 @@ class SB3Agent:
             clip_range=cfg.clip_range,
             ent_coef=cfg.ent_coef,
             max_grad_norm=cfg.max_grad_norm,
+            **({k: cfg[k] for k in LAGRANGIAN_KEYS} if algorithm == "ppo_lagrangian" else {}),
             # Symbolic grids (object/colour/state indices) must reach the network as they are, not divided by 255.
             policy_kwargs={
                 "net_arch": list(cfg.hidden_sizes),

@@ -4,7 +4,9 @@ Gymnasium 1.x vector envs autoreset on the *next* step; SB3 expects the reset ob
 *same* step, with the last observation in ``info["terminal_observation"]``. This adapter resets
 finished sub-envs at once with ``reset(options={"reset_mask": done})``, keeps the final observation,
 and gives SB3 Monitor-style ``info["episode"]`` (plus devlearn's ``cost``, ``catastrophe`` and
-``success`` per finished episode) so nothing a logger needs is dropped.
+``success`` per finished episode) so nothing a logger needs is dropped. Every step's info also carries
+``step_cost``, the step's own ``info["cost"]`` (0 on a step that is not a real transition), which
+PPO-Lagrangian's cost critic learns from.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from gymnasium import spaces
 from gymnasium.wrappers import FilterObservation, FlattenObservation
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvWrapper
 
-from devlearn.envs.vector.episodes import EpisodeStats
+from devlearn.envs.vector.episodes import EpisodeStats, info_array, real_transitions
 from devlearn.model.novelty import EpisodicNovelty, byte_keys
 
 
@@ -83,13 +85,15 @@ class SB3VecEnv(VecEnv):
         obs, reward, terminated, truncated, info = self.env.step(self._actions)
         self.stats.update(reward, info, terminated=terminated)
         done = terminated | truncated
-        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        n = self.num_envs
+        step_cost = np.where(real_transitions(info, n), info_array(info, "cost", 0.0, n).astype(float), 0.0)
+        infos: list[dict[str, Any]] = [{"step_cost": float(c)} for c in step_cost]
         if done.any():
             finished = self.stats.pop(done)
             final_obs = deepcopy(obs)
             obs, _ = self.env.reset(options={"reset_mask": done})
             for i, ep in zip(np.flatnonzero(done), finished, strict=True):
-                infos[i] = {
+                infos[i] |= {
                     "terminal_observation": _index(final_obs, i),
                     "TimeLimit.truncated": bool(truncated[i] and not terminated[i]),
                     "episode": {"r": ep["return"], "l": ep["length"], "t": round(time.time() - self._t0, 6)},

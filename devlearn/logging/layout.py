@@ -25,6 +25,10 @@ LAYOUT: dict[str, dict[str, list[Any]]] = {
     "2. consequences": {
         "catastrophes (total)": ["Multiline", ["rollout/catastrophes_total"]],
         "cost (last 100 episodes)": ["Multiline", ["rollout/cost"]],
+        "Lagrangian multiplier and episode cost (agent=ppo_lagrangian)": [
+            "Multiline",
+            ["train/lagrangian_multiplier", "train/episode_cost"],
+        ],
         "shield": [
             "Multiline",
             ["shield/fire_rate", "shield/precision", "shield/recall", "shield/false_mask_rate", "shield/ece"],
