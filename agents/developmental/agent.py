@@ -229,6 +229,8 @@ class DevelopmentalAgent:
         }
         if self.runlog is not None:  # counted with the very step they belong to (one atomic file)
             state["log"] = self.runlog.state_dict()
+        if self.updater.replay is not None:  # the falls it remembers: a resumed run keeps relearning them
+            state["replay"] = self.updater.replay.state_dict()
         checkpoint.save(state, Path(run_dir) / CHECKPOINT)
 
     def load(self, run_dir: Path) -> None:
@@ -242,6 +244,8 @@ class DevelopmentalAgent:
         self.gen.set_state(state["generator"])
         self._started = False
         self.restored_log = state.get("log")
+        if self.updater.replay is not None and "replay" in state:  # a checkpoint from before the replay has none
+            self.updater.replay.load_state_dict(state["replay"])
         # The optimizer state carries the saved run's lr and decay; the config decides them (resume=force).
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] = float(self.cfg.learning_rate)

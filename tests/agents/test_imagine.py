@@ -106,7 +106,7 @@ def test_the_update_moves_the_policy_away_from_what_it_imagined_falls_into():
     assert (after[:, FORWARD] < before[:, FORWARD]).all(), (before, after)
 
 
-def test_the_replay_keeps_the_rollouts_falls():
+def test_the_replay_keeps_the_rollouts_falls_and_rides_in_the_checkpoint(tmp_path):
     agent, _ = agent_on_cliff(num_envs=2)
     agent.collector.collect()
     R, replay = agent.rollout, agent.updater.replay
@@ -119,10 +119,11 @@ def test_the_replay_keeps_the_rollouts_falls():
     torch.testing.assert_close(replay.obs[0, -1], agent.context.obs[0, s.start + 3])
     w = replay.sample(5, agent.gen, agent.net.core.encoder)
     assert w.obs.shape[:2] == (5, agent.context.window) and w.valid[:, -1].all()
-    state = replay.state_dict()
-    replay.size = 0
-    replay.load_state_dict(state)
-    assert replay.size == 1
+    agent.save(tmp_path)
+    again, _ = agent_on_cliff(num_envs=2)
+    again.load(tmp_path)
+    assert again.updater.replay.size == 1
+    torch.testing.assert_close(again.updater.replay.obs, replay.obs)
 
 
 def test_auroc_counts_ties_half_and_needs_both_classes():
