@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from devlearn.app.curves import plot_curves
 from devlearn.app.runs import NOT_GROUPED, Group, ReportError, group_runs, load_runs, override_key
+from devlearn.errors import write_error
 from devlearn.stats import CONFIDENCE, bootstrap_median_ci
 
 REPORT_USAGE = """usage: devlearn report DIR [--out OUT] [--env ID] [--resamples N]
@@ -158,8 +160,13 @@ def report(
     groups = group_runs(runs)
     metrics = aggregate(groups, resamples)
     out = root if out is None else out
-    out.mkdir(parents=True, exist_ok=True)
-    has_curves = plot_curves(groups, out / "curves.png", env_id)
+    not_written: list[str] = []  # a read-only or full folder: the table is printed all the same
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        has_curves = plot_curves(groups, out / "curves.png", env_id)
+    except OSError as err:
+        has_curves = False
+        not_written.append(str(write_error(err, out / "curves.png")))
     summary = {
         "root": str(root),
         "env": env_id,
@@ -178,9 +185,17 @@ def report(
         ],
         "curves": "curves.png" if has_curves else None,
     }
-    (out / "report.json").write_text(json.dumps(summary, indent=2, default=str))
-    (out / "report.md").write_text(format_markdown(groups, metrics, env_id, summary["curves"]))
+    texts = {
+        "report.json": json.dumps(summary, indent=2, default=str),
+        "report.md": format_markdown(groups, metrics, env_id, summary["curves"]),
+    }
+    for name, text in texts.items():
+        try:
+            (out / name).write_text(text)
+        except OSError as err:
+            not_written.append(str(write_error(err, out / name)))
     summary["console"] = format_console(groups, metrics)
+    summary["not_written"] = not_written[:1]  # one line: the first failure says why (the others share it)
     return summary
 
 
@@ -218,5 +233,8 @@ def main(args: list[str]) -> None:
     summary = report(Path(positional[0]), out, options.get("--env"), resamples)
     where = out if out is not None else Path(positional[0])
     print(summary["console"])
+    if summary["not_written"]:  # the table above is the report; say where it could not be saved, in one line
+        print(f"devlearn: {summary['not_written'][0]} The table above is the report; --out DIR writes it elsewhere.", file=sys.stderr)
+        sys.exit(1)
     written = ["report.json", "report.md"] + (["curves.png"] if summary["curves"] else [])
     print(f"\nwrote {', '.join(str(where / w) for w in written)}")
