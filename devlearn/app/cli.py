@@ -33,6 +33,7 @@ from devlearn.app.launch import (
 from devlearn.app.overrides import check_grok_overrides, check_overrides, overrides_of
 from devlearn.app.report import final_figures
 from devlearn.app.report import main as report_main
+from devlearn.app.requeue import register_launchers
 from devlearn.config import OBJECTIVES, register_configs
 from devlearn.errors import (
     ConfigError,
@@ -302,6 +303,8 @@ def main(argv: list[str] | None = None) -> None:
             check_overrides(rest)
             hydra_args = _prepare_train(rest)
             register_configs()
+            if any(a.startswith(("hydra/launcher=", "hydra.launcher.")) for a in rest):
+                register_launchers()
             sys.argv = ["devlearn train", *hydra_args]
             _train_main()
         elif command == "grok":

@@ -8,7 +8,8 @@ continues from it (``devlearn.app.run.train``: a sweep job resumes its own folde
 
 The order in the job (``devlearn/app/signals.py``): devlearn's handler asks training to stop at its next safe
 point; the checkpoint is saved and the one-line message printed; then submitit's handler runs, calls
-``checkpoint()`` and requeues. ``configs/hydra/launcher/slurm.yaml`` selects ``SlurmLauncher``.
+``checkpoint()`` and requeues. ``configs/hydra/launcher/slurm.yaml`` selects
+``hydra_plugins.devlearn_launcher.SlurmLauncher``, this mixin on Hydra's ``SlurmLauncher``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 
 from devlearn.app.checkpoints import checkpoint_file
 
@@ -30,7 +30,10 @@ def resumed(overrides: list[str], job_dir: Path) -> list[str]:
     return [*overrides, "resume=true"]
 
 
-class _Requeueing:
+class Requeueing:
+    """Mixed into Hydra's submitit launchers (``hydra_plugins/devlearn_launcher``: Hydra loads launchers only from
+    that namespace): the requeued submission continues the job's run."""
+
     def checkpoint(self, sweep_overrides: list[str], *args: Any, **kwargs: Any) -> Any:
         """The submission submitit requeues: this job again, continuing its run (called in the job, in its run)."""
         import submitit  # deferred: as Hydra's launcher does (plugin discovery stays fast)
@@ -39,9 +42,13 @@ class _Requeueing:
         return submitit.helpers.DelayedSubmission(self, resumed(sweep_overrides, job_dir), *args, **kwargs)
 
 
-class SlurmLauncher(_Requeueing, submitit_launcher.SlurmLauncher):
-    """``hydra/launcher=slurm``: one SLURM job per run; a preempted or timed-out job is requeued and resumes."""
+def register_launchers() -> None:
+    """Make devlearn's launchers known to Hydra: its plugin scan finds ``hydra_plugins/devlearn_launcher`` in an
+    installed wheel, not in an editable install (``pip install -e``), whose namespace path it cannot list."""
+    from hydra.core.plugins import Plugins  # deferred: only a sweep that names a launcher needs them
 
+    import hydra_plugins.devlearn_launcher as launchers  # deferred, likewise (it loads the submitit plugin)
 
-class LocalLauncher(_Requeueing, submitit_launcher.LocalLauncher):
-    """submitit's local executor with the same requeue (what the tests run: no SLURM here)."""
+    for name in ("SlurmLauncher", "LocalLauncher"):
+        if hasattr(launchers, name):  # absent without the cluster extra
+            Plugins.instance().register(getattr(launchers, name))
