@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from devlearn.app import signals
 from devlearn.app.checkpoints import checkpoint_file
 from devlearn.app.launch import (
     HELP_GROUPS,
@@ -112,7 +114,6 @@ def _train_main(cfg: DictConfig) -> float | None:
     This is the function every launcher runs (in this process, a joblib worker, a SLURM job), so the stop
     signals are answered here too (``devlearn/app/signals.py``).
     """
-    from devlearn.app import signals  # deferred: it loads torch's TensorBoard writer, like the run itself
     from devlearn.app.run import (
         train,  # deferred: torch and SB3 load only when a run starts (--help stays fast)
     )
@@ -166,7 +167,8 @@ def _stopped(err: BaseException, overrides: list[str], forward: Any) -> None:
 
 def _storage_failed(err: OSError, run_dir: Path, overrides: list[str]) -> None:
     """A file the run could not write: one line saying which and why, and how to continue from the checkpoint on disk."""
-    message = str(err) if isinstance(err, StorageError) else str(write_error(err, Path(err.filename or run_dir)))
+    where = Path(os.fsdecode(err.filename)) if err.filename else run_dir  # C code names files in bytes
+    message = str(err) if isinstance(err, StorageError) else str(write_error(err, where))
     if checkpoint_file(run_dir) is not None:
         message += f" Then continue with: {resume_command(overrides, run_dir)}"
     fail(message, code=1)
@@ -297,34 +299,53 @@ def main(argv: list[str] | None = None) -> None:
         return
     command, rest = argv[0], argv[1:]
     try:
-        if command in ("train", "grok") and any(a in ("-h", "--help") for a in rest):
-            print(_help(command, rest))
-        elif command == "train":
-            check_overrides(rest)
-            hydra_args = _prepare_train(rest)
-            register_configs()
-            if any(a.startswith(("hydra/launcher=", "hydra.launcher.")) for a in rest):
-                register_launchers()
-            sys.argv = ["devlearn train", *hydra_args]
-            _train_main()
-        elif command == "grok":
-            check_grok_overrides(rest)
-            if not any(a in SINGLE_RUN_FLAGS for a in rest):  # a sweep's jobs are checked as each starts
-                prepare_grok(overrides_of(rest))
-            register_configs()
-            sys.argv = ["devlearn grok", *rest]
-            _grok_main()
-        elif command == "eval":
-            _eval(rest)
-        elif command == "report":
-            report_main(rest)
-        elif command == "envs":
-            _envs(rest)
-        else:
-            close = difflib.get_close_matches(command, ["train", "grok", "eval", "report", "envs"], n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"Unknown command {command!r}.{hint} Commands: train, grok, eval, report, envs (devlearn --help).")
+        with signals.answered():  # a stop signal or Ctrl-C outside training: one line (training answers its own)
+            _dispatch(command, rest)
     except (ConfigError, RegistryError) as err:
         if debug():
             raise
         fail(str(err))
+    except KeyboardInterrupt as err:
+        signum = getattr(err, "signum", None)
+        what = WHAT_STOPS.get(command, "nothing was changed")
+        print(f"\ndevlearn: {signal_name(signum)} stopped devlearn {command}; {what}.", file=sys.stderr)
+        sys.exit(exit_code(signum))
+
+
+# What a stopped command leaves (its files are written whole or not at all): the line says it, and what to do.
+WHAT_STOPS = {
+    "train": "nothing was saved before training began. Run the command again",
+    "eval": "the run is as it was and no eval file was written. Run the command again",
+    "report": "no report file was written. Run the command again",
+}
+
+
+def _dispatch(command: str, rest: list[str]) -> None:
+    """One ``devlearn`` command (errors are ``main``'s to answer)."""
+    if command in ("train", "grok") and any(a in ("-h", "--help") for a in rest):
+        print(_help(command, rest))
+    elif command == "train":
+        check_overrides(rest)
+        hydra_args = _prepare_train(rest)
+        register_configs()
+        if any(a.startswith(("hydra/launcher=", "hydra.launcher.")) for a in rest):
+            register_launchers()
+        sys.argv = ["devlearn train", *hydra_args]
+        _train_main()
+    elif command == "grok":
+        check_grok_overrides(rest)
+        if not any(a in SINGLE_RUN_FLAGS for a in rest):  # a sweep's jobs are checked as each starts
+            prepare_grok(overrides_of(rest))
+        register_configs()
+        sys.argv = ["devlearn grok", *rest]
+        _grok_main()
+    elif command == "eval":
+        _eval(rest)
+    elif command == "report":
+        report_main(rest)
+    elif command == "envs":
+        _envs(rest)
+    else:
+        close = difflib.get_close_matches(command, ["train", "grok", "eval", "report", "envs"], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"Unknown command {command!r}.{hint} Commands: train, grok, eval, report, envs (devlearn --help).")

@@ -15,8 +15,10 @@ learns; the median is robust to it, and the percentile bootstrap needs no normal
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -190,9 +192,12 @@ def report(
         "report.md": format_markdown(groups, metrics, env_id, summary["curves"]),
     }
     for name, text in texts.items():
-        try:
-            (out / name).write_text(text)
+        try:  # whole or not at all: a kill mid-write leaves the previous file, never half of one
+            (out / f".{name}.tmp").write_text(text)
+            os.replace(out / f".{name}.tmp", out / name)
         except OSError as err:
+            with contextlib.suppress(OSError):  # a read-only folder holds no temp file to remove
+                (out / f".{name}.tmp").unlink(missing_ok=True)
             not_written.append(str(write_error(err, out / name)))
     summary["console"] = format_console(groups, metrics)
     summary["not_written"] = not_written[:1]  # one line: the first failure says why (the others share it)

@@ -14,6 +14,7 @@ import copy
 import json
 import os
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +275,18 @@ def _train_rank(cfg: DictConfig, run_dir: Path, device: str, resume: bool) -> di
     return results
 
 
+def _quiet_writer_thread(hook: Any) -> Any:
+    """``threading.excepthook`` that stays quiet about an OSError in TensorBoard's writer thread (a full or read-only
+    disk): the writer raises it again in the training loop at its next write, where it is answered in one line."""
+
+    def excepthook(args: Any) -> None:
+        if not (type(args.thread).__name__ == "_AsyncWriterThread" and issubclass(args.exc_type, OSError)):
+            hook(args)
+
+    excepthook.quiet_writer = True
+    return hook if getattr(hook, "quiet_writer", False) else excepthook
+
+
 def _writer(run_dir: Path, resume: bool) -> SummaryWriter:
     """The run's TensorBoard writer; a resumed run's drops the killed session's points past its checkpoint.
 
@@ -281,6 +294,7 @@ def _writer(run_dir: Path, resume: bool) -> SummaryWriter:
     points for them, one curve doubling back over the other.
     """
     step = checkpoint_step(run_dir) if resume else None
+    threading.excepthook = _quiet_writer_thread(threading.excepthook)
     return SummaryWriter(str(run_dir / "tb"), purge_step=None if step is None else step + 1)
 
 

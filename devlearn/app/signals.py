@@ -21,10 +21,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devlearn.errors import Stopped
-from devlearn.logging.runlog import RunLog
+
+if TYPE_CHECKING:  # the run log loads torch's TensorBoard writer; `devlearn --help` answers the signals too
+    from devlearn.logging.runlog import RunLog
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, name))
 # One signal often arrives twice (SLURM signals every process of the job, and a parent forwards it to its rank 0):

@@ -174,16 +174,15 @@ BAD_INPUTS: list[tuple[list[str], str]] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    """Run folders to point the bad inputs at: a real (tiny) PPO run, and that run spoilt in each way."""
+def make_runs(root: Path) -> dict[str, Path]:
+    """Run folders under ``root`` to point the bad inputs at: a real (untrained) PPO run, and that run spoilt in
+    each way (``bench/soak.py`` builds the same for its subprocess fuzz)."""
     # deferred imports: SB3 and torch load once for the module, not at collection
     from devlearn.agents import make_agent
     from devlearn.app.run import trained_on
     from devlearn.envs.vector.make import make_vector_env
     from devlearn.logging.runlog import RunLog
 
-    root = tmp_path_factory.mktemp("fuzz-runs")
     cfg, _ = compose_run(["agent=ppo", *TINY])
     folders = {name: root / name for name in ("good", "mismatch", "corrupt", "truncated", "nockpt", "empty")}
     for name, folder in folders.items():
@@ -205,6 +204,11 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     shutil.rmtree(folders["empty"] / ".hydra")
     (root / "afile").write_text("a file where a folder is expected\n")
     return {"root": root, "afile": root / "afile", **folders}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    return make_runs(tmp_path_factory.mktemp("fuzz-runs"))
 
 
 def accepted(*args, **kwargs):

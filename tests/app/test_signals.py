@@ -170,3 +170,18 @@ def test_a_resumed_run_drops_the_killed_sessions_points_past_its_checkpoint(tmp_
     events.Reload()
     points = [(e.step, e.value) for e in events.Scalars("rollout/return")]
     assert points == [(s, 1.0) for s in range(6)] + [(s, 2.0) for s in range(6, 13)]
+
+
+@pytest.mark.parametrize("command", ["eval", "report", "train"])
+def test_a_stop_signal_outside_training_is_one_line(command, monkeypatch, capsys):
+    from devlearn.app import cli
+
+    def stopped(*args):
+        raise Stopped(signal.SIGTERM)
+
+    monkeypatch.setattr(cli, {"eval": "_eval", "report": "report_main", "train": "_prepare_train"}[command], stopped)
+    monkeypatch.setattr(cli, "check_overrides", lambda args: None)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([command, "x=1"])
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 143 and line.startswith(f"devlearn: SIGTERM stopped devlearn {command}; ")
