@@ -139,6 +139,20 @@ def format_markdown(groups: list[Group], metrics: list[str], env: str, curves: s
 # ------------------------------------------------------------------------------------------------ main
 
 
+def _write_texts(out: Path, texts: dict[str, str]) -> list[str]:
+    """Write each file whole or not at all (a kill mid-write leaves the previous one); why each could not be."""
+    not_written = []
+    for name, text in texts.items():
+        try:
+            (out / f".{name}.tmp").write_text(text)
+            os.replace(out / f".{name}.tmp", out / name)
+        except OSError as err:
+            with contextlib.suppress(OSError):  # a read-only folder holds no temp file to remove
+                (out / f".{name}.tmp").unlink(missing_ok=True)
+            not_written.append(str(write_error(err, out / name)))
+    return not_written
+
+
 def report(
     root: Path, out: Path | None = None, env: str | None = None, resamples: int = 10_000
 ) -> dict[str, Any]:
@@ -191,14 +205,7 @@ def report(
         "report.json": json.dumps(summary, indent=2, default=str),
         "report.md": format_markdown(groups, metrics, env_id, summary["curves"]),
     }
-    for name, text in texts.items():
-        try:  # whole or not at all: a kill mid-write leaves the previous file, never half of one
-            (out / f".{name}.tmp").write_text(text)
-            os.replace(out / f".{name}.tmp", out / name)
-        except OSError as err:
-            with contextlib.suppress(OSError):  # a read-only folder holds no temp file to remove
-                (out / f".{name}.tmp").unlink(missing_ok=True)
-            not_written.append(str(write_error(err, out / name)))
+    not_written += _write_texts(out, texts)
     summary["console"] = format_console(groups, metrics)
     summary["not_written"] = not_written[:1]  # one line: the first failure says why (the others share it)
     return summary
