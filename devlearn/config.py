@@ -225,11 +225,12 @@ class TrainConfig:
     # force: continue it even if non-structural keys differ (devlearn/app/resume.py)
     resume: Any = False
     checkpoint_every: int = 20_000  # env steps between checkpoints
+    # seconds between checkpoints, whichever of the two comes first: a kill (SIGKILL, a crashed node) loses at most
+    # this much training; a stop signal (SIGTERM, SIGUSR1) or Ctrl-C loses nothing (it checkpoints first)
+    checkpoint_every_s: float = 600.0
     # The final figure the run returns to Hydra's sweeper (Optuna optimizes it); None: the run returns nothing.
     objective: str | None = None
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)  # LR / weight decay per PPO update
-
-
     max_rollbacks: int = 5  # this many rollbacks in a row stop the run: the update diverges every time
     deterministic: bool = False  # bit-identical runs for one seed on CPU (single-threaded, deterministic kernels)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)

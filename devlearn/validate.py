@@ -34,8 +34,49 @@ def _positive(key: str, value: float) -> None:
         raise ConfigError(f"{key}={value!r} must be > 0.")
 
 
+# Upper limits, far beyond any run that makes sense: a value past one is a typo (an extra digit, a unit mixed up)
+# that would otherwise start a run lasting centuries or allocate more than any machine has. key -> (limit, what).
+LIMITS: dict[str, tuple[float, str]] = {
+    "seed": (2**32 - 1, "numpy's seeds are 32-bit"),
+    "agent.total_timesteps": (10**12, "a trillion env steps"),
+    "checkpoint_every": (10**12, "a trillion env steps"),
+    "checkpoint_every_s": (10**7, "about 116 days"),
+    "env.num_envs": (65_536, "envs in one batch"),
+    "agent.n_steps": (10**6, "steps per rollout"),
+    "agent.batch_size": (10**8, "samples per minibatch"),
+    "agent.n_epochs": (10_000, "epochs per update"),
+    "max_rollbacks": (10**6, "rollbacks in a row"),
+    "log.eval_episodes": (10**7, "episodes per split"),
+    "log.video_max_steps": (10**7, "steps of video"),
+    "agent.core.d_model": (65_536, "a model width"),
+    "agent.core.n_layers": (4_096, "layers"),
+    "agent.core.n_heads": (4_096, "heads"),
+    "agent.core.window": (10**7, "steps of context"),
+    "distributed.nproc": (4_096, "processes on one machine"),
+}
+
+
+def _value(cfg: Any, key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        if part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _validate_limits(cfg: Any) -> None:
+    """Refuse a value beyond ``LIMITS``, naming the limit (checked first: a huge number breaks the range checks too)."""
+    for key, (limit, what) in LIMITS.items():
+        value = _value(cfg, key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > limit:
+            shown = f"{limit:,}" if isinstance(limit, int) else f"{limit:g}"
+            raise ConfigError(f"{key}={value!r} is beyond the limit of {shown} ({what}); is it a typo?")
+
+
 def validate(cfg: Any) -> None:
     """Check the values of a composed config; raise ``ConfigError`` naming the key and what is allowed."""
+    _validate_limits(cfg)
     _validate_run(cfg)
     agent = cfg.agent
     for key in ("total_timesteps", "learning_rate", "n_steps", "batch_size", "n_epochs", "clip_range"):
@@ -65,6 +106,7 @@ def _validate_run(cfg: Any) -> None:
     check_choice("agent.name", cfg.agent.name, AGENTS)
     _positive("env.num_envs", cfg.env.num_envs)
     _positive("checkpoint_every", cfg.checkpoint_every)
+    _positive("checkpoint_every_s", cfg.checkpoint_every_s)
     if isinstance(cfg.seed, bool) or cfg.seed < 0:
         raise ConfigError(f"seed={cfg.seed!r} must be an integer >= 0.")
     if str(cfg.resume).lower() not in ("false", "true", "force"):

@@ -1,5 +1,5 @@
 """The built wheel installs envs/, agents/ and configs/ inside devlearn, every module and config of the tree,
-and nothing at the top level."""
+and nothing else at the top level but devlearn's Hydra launchers (Hydra loads those only from hydra_plugins/)."""
 
 import subprocess
 import sys
@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-INSTALLED_AS = {"devlearn": "devlearn", "envs": "devlearn/envs", "agents": "devlearn/agents", "configs": "devlearn/configs"}
+INSTALLED_AS = {
+    "devlearn": "devlearn", "envs": "devlearn/envs", "agents": "devlearn/agents", "configs": "devlearn/configs",
+    "hydra_plugins/devlearn_launcher": "hydra_plugins/devlearn_launcher",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +31,9 @@ def wheel(tmp_path_factory) -> Path:
 def test_no_top_level_envs_or_agents_module_is_installed(wheel, tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {n.split("/")[0] for n in names}
-    assert top_level == {"devlearn", wheel.name.split("-py")[0] + ".dist-info"}
+    assert top_level == {"devlearn", "hydra_plugins", wheel.name.split("-py")[0] + ".dist-info"}
+    # hydra_plugins is Hydra's namespace: devlearn adds its one plugin package to it, and no __init__.py
+    assert all(n.startswith("hydra_plugins/devlearn_launcher/") for n in names if n.startswith("hydra_plugins/"))
     for config in ("launcher/slurm.yaml", "launcher/ray_cluster.yaml", "sweeper/cliff_search.yaml"):
         assert f"devlearn/configs/hydra/{config}" in names  # hydra/launcher=slurm works from an installed wheel
     # And outside the repo, `import envs` fails while `devlearn.envs` is found.

@@ -225,3 +225,38 @@ def test_every_tensorboard_tag_is_documented(tmp_path, agent):
     section = tensorboard_section()
     missing = sorted(t for t in tags if not documented(t, section))
     assert not missing, f"tags written but not documented in README: {missing}"
+
+
+def error_examples() -> list[tuple[str, str]]:
+    """``$ devlearn ...`` lines of README's plain (unlabelled) code blocks and the line each is answered with."""
+    pairs, fence, lines = [], None, README.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("```"):
+            fence = None if fence is not None else line[3:]
+        elif fence == "" and line.startswith("$ devlearn ") and i + 1 < len(lines):
+            pairs.append((line.removeprefix("$ ").split("  #")[0].strip(), lines[i + 1]))
+    return pairs
+
+
+@pytest.mark.parametrize("command, answer", error_examples(), ids=[c for c, _ in error_examples()])
+def test_readme_error_examples_are_what_devlearn_says(command, answer, tmp_path, monkeypatch, capsys):
+    """Word for word: README's sample answers are devlearn's (a trailing ``...`` stands for the rest of a long list)."""
+    from devlearn.app import cli
+
+    if "device=cuda" in command:
+        torch = pytest.importorskip("torch")
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is visible: device=cuda is accepted here")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "_train_main", lambda: pytest.fail(f"{command} was accepted"))
+    with pytest.raises(SystemExit):
+        cli.main(shlex.split(command)[1:])
+    (said,) = capsys.readouterr().err.strip().splitlines()
+    if answer.endswith("..."):
+        assert said.startswith(answer[:-3]), said
+    else:
+        assert said == answer
+
+
+def test_readme_has_error_examples():
+    assert len(error_examples()) >= 10

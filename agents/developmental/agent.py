@@ -148,12 +148,12 @@ class DevelopmentalAgent:
         run_dir = Path(run_dir)
         if not (run_dir / CHECKPOINT).is_file():
             self.save(run_dir)  # the rollback target before the first update
-        next_checkpoint = self.num_timesteps + checkpoint_every
+        log.checkpointed(self.num_timesteps)
         if not self._started:
             # a resumed run cannot restore its envs' state: it restarts them at a step-dependent seed
             self.collector.start(self.seed + self.num_timesteps)
             self._started = True
-        while self.num_timesteps < total_timesteps:
+        while self.num_timesteps < total_timesteps and not log.stop_requested:  # a stop signal ends it here, saved
             finished, acting_logs = self._collect()
             log.episodes(finished)
             logs = self._update(run_dir, log)
@@ -162,9 +162,8 @@ class DevelopmentalAgent:
             if logs is not None:
                 log.scalars({**logs, **acting_logs}, step)
                 self.monitor.after_update(self.rollouts, step, last=step >= total_timesteps)
-                if step >= next_checkpoint:
+                if log.checkpoint_due(step, checkpoint_every):
                     self.save(run_dir)
-                    next_checkpoint = step + checkpoint_every
             log.scalars({"train/rollbacks": self.rollbacks}, step)
             log.rollout_end(step)
             self.intrinsic.on_update_end()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -60,7 +59,7 @@ class _Reporter(BaseCallback):
     def __init__(self, agent: SB3Agent, log: RunLog, run_dir: Path, every: int):
         super().__init__()
         self.agent, self.log, self.run_dir, self.every = agent, log, run_dir, every
-        self.next_checkpoint = agent.num_timesteps + every
+        self.stopping = False  # a stop signal came: end after the update that just ran (SB3 stops in _on_step)
 
     def _on_step(self) -> bool:
         finished = [
@@ -73,7 +72,7 @@ class _Reporter(BaseCallback):
             if "episode" in i
         ]
         self.log.episodes(finished)
-        return True
+        return not self.stopping
 
     def _on_rollout_start(self) -> None:
         # Runs right after PPO's update: the place to catch a diverged update before it acts or is saved.
@@ -84,9 +83,10 @@ class _Reporter(BaseCallback):
             )
             self.model.set_parameters(str(self.run_dir / "checkpoint.zip"), exact_match=True)
             self.log.rollback(self.num_timesteps, "non-finite parameters")  # Diverged after max in a row
-        elif self.num_timesteps >= self.next_checkpoint:
+        elif self.log.stop_requested:
+            self.stopping = True  # learn() saves as SB3 returns, one env step later
+        elif self.log.checkpoint_due(self.num_timesteps, self.every):
             self.agent.save(self.run_dir)
-            self.next_checkpoint = self.num_timesteps + self.every
 
     def _on_rollout_end(self) -> None:
         self.log.rollout_end(self.num_timesteps)
@@ -146,6 +146,7 @@ class SB3Agent:
     def learn(self, total_timesteps: int, log: RunLog, run_dir: Path, checkpoint_every: int) -> None:
         if not (run_dir / "checkpoint.zip").is_file():
             self.save(run_dir)  # the rollback target before the first update
+        log.checkpointed(self.num_timesteps)
         remaining = total_timesteps - self.num_timesteps
         if remaining > 0:
             reporter = _Reporter(self, log, run_dir, checkpoint_every)
@@ -172,19 +173,18 @@ class SB3Agent:
         One file, one rename: a kill at any moment leaves either the old checkpoint or the new one,
         never a model of one step with counters of another.
         """
-        tmp = run_dir / ".checkpoint-tmp.zip"
-        self.model.save(tmp)  # SB3's zip: policy, optimizer, counters
         extra = {"rng": checkpoint.rng_state(), "rollbacks": self.rollbacks}
         if self.runlog is not None:
             extra["log"] = self.runlog.state_dict()
-        buffer = io.BytesIO()
-        torch.save(extra, buffer)
+        own = io.BytesIO()
+        torch.save(extra, own)
+        # in memory first: a full disk can then say how many bytes it needed; the temp file goes, the old stays
+        archive = io.BytesIO()
+        self.model.save(archive)  # SB3's zip: policy, optimizer, counters
         # ".pt", not ".pth": SB3's loader reads every *.pth entry as a module's state dict
-        with zipfile.ZipFile(tmp, "a") as z:
-            z.writestr(EXTRA, buffer.getvalue())
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, run_dir / "checkpoint.zip")
+        with zipfile.ZipFile(archive, "a") as z:
+            z.writestr(EXTRA, own.getvalue())
+        checkpoint.write_bytes(archive.getbuffer(), Path(run_dir) / "checkpoint.zip")
 
     def load(self, run_dir: Path) -> None:
         """Restore ``checkpoint.zip`` without unpickling anything from it.

@@ -58,11 +58,13 @@ def check_run(cfg: DictConfig) -> None:
             "devlearn train starts its own processes: instead of torchrun, run it once with distributed.nproc=N "
             f"(here: devlearn train distributed.nproc={os.environ['WORLD_SIZE']} ...)."
         )
-    if cfg.distributed.nproc > 1:  # the backend against the device, before any folder or process exists
-        # deferred: torch loads only for a multi-process run (`devlearn --help` and config errors stay fast)
+    if cfg.distributed.nproc > 1 or cfg.device == "cuda":  # the device and backend, before any folder exists
+        # deferred: torch loads only for these checks (`devlearn --help` and config errors stay fast)
         from devlearn.device import choose_backend, resolve_device
 
-        choose_backend(cfg.distributed.backend, resolve_device(cfg.device), cfg.distributed.nproc)
+        device = resolve_device(cfg.device)  # device=cuda without a GPU: refused here, not in the run's folder
+        if cfg.distributed.nproc > 1:
+            choose_backend(cfg.distributed.backend, device, cfg.distributed.nproc)
     kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
     action_space = probe_env(cfg.env.id, kwargs)
     if cfg.agent.name in DISCRETE_AGENTS and not isinstance(action_space, spaces.Discrete):

@@ -10,20 +10,42 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from devlearn.app.launch import debug, fail, normalize_overrides, prepare, resume_command
-from devlearn.app.overrides import check_grok_overrides, check_overrides
+from devlearn.app import signals
+from devlearn.app.checkpoints import checkpoint_file
+from devlearn.app.launch import (
+    HELP_GROUPS,
+    debug,
+    fail,
+    help_text,
+    normalize_overrides,
+    prepare,
+    prepare_grok,
+    resume_command,
+)
+from devlearn.app.overrides import check_grok_overrides, check_overrides, overrides_of
 from devlearn.app.report import final_figures
 from devlearn.app.report import main as report_main
+from devlearn.app.requeue import register_launchers
 from devlearn.config import OBJECTIVES, register_configs
-from devlearn.errors import ConfigError, EvaluationInterrupted, Interrupted
+from devlearn.errors import (
+    ConfigError,
+    EvaluationInterrupted,
+    Interrupted,
+    StorageError,
+    exit_code,
+    signal_name,
+    write_error,
+)
 from devlearn.registry import RegistryError, make, registered
 
 USAGE = """usage: devlearn <command> [arguments]
@@ -89,38 +111,67 @@ def _train_main(cfg: DictConfig) -> float | None:
     """One run. Returns the figure named by ``objective`` (what a sweeper such as Optuna optimizes), else None.
 
     Errors are answered here: Hydra would print its own traceback for anything that leaves this function.
+    This is the function every launcher runs (in this process, a joblib worker, a SLURM job), so the stop
+    signals are answered here too (``devlearn/app/signals.py``).
     """
     from devlearn.app.run import (
         train,  # deferred: torch and SB3 load only when a run starts (--help stays fast)
     )
     from devlearn.logging.runlog import Diverged  # deferred: torch's TensorBoard writer, likewise
 
-    try:
-        if cfg.get("objective") is None and "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")):
-            raise ConfigError(
-                "The Optuna sweeper needs a figure to optimize: add objective=NAME. "
-                f"Allowed values: {', '.join(OBJECTIVES)}."
-            )
-        hydra_cfg = HydraConfig.get()
-        sweep_job = hydra_cfg.mode == RunMode.MULTIRUN
-        # a sweep's job resumes its own run wherever it is under runs/, not only in this sweep's new folder
-        runs_root = Path(hydra_cfg.sweep.dir).parent if sweep_job else None
-        results = train(cfg, Path(hydra_cfg.runtime.output_dir), runs_root=runs_root)
-    except (ConfigError, RegistryError) as err:
-        if debug():
-            raise
-        fail(str(err))
-    except Diverged as err:
-        if debug():
-            raise
-        fail(str(err), code=1)
-    except Interrupted as err:
-        print(f"\ndevlearn: {err}. Continue with:\n  {resume_command(sys.argv[1:], err.run_dir)}", file=sys.stderr)
-        sys.exit(130)
-    except EvaluationInterrupted as err:  # the model is trained and saved: say how to evaluate it, in one line
-        print(f"\ndevlearn: {err}", file=sys.stderr)
-        sys.exit(130)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    with signals.answered():
+        try:
+            if cfg.get("objective") is None and "optuna" in str(hydra_cfg.sweeper.get("_target_", "")):
+                raise ConfigError(
+                    "The Optuna sweeper needs a figure to optimize: add objective=NAME. "
+                    f"Allowed values: {', '.join(OBJECTIVES)}."
+                )
+            sweep_job = hydra_cfg.mode == RunMode.MULTIRUN
+            # a sweep's job resumes its own run wherever it is under runs/, not only in this sweep's new folder
+            runs_root = Path(hydra_cfg.sweep.dir).parent if sweep_job else None
+            results = train(cfg, run_dir, runs_root=runs_root)
+        except (ConfigError, RegistryError) as err:
+            if debug():
+                raise
+            fail(str(err))
+        except Diverged as err:
+            if debug():
+                raise
+            fail(str(err), code=1)
+        except (Interrupted, EvaluationInterrupted, KeyboardInterrupt) as err:
+            _stopped(err, list(hydra_cfg.overrides.task), signals.forward)
+        except OSError as err:  # a full disk, a folder turned read-only: the last checkpoint that fit is on disk
+            if debug():
+                raise
+            _storage_failed(err, run_dir, list(hydra_cfg.overrides.task))
     return None if cfg.get("objective") is None else final_figures(results)[cfg.objective]
+
+
+def _stopped(err: BaseException, overrides: list[str], forward: Any) -> None:
+    """Ctrl-C or a stop signal: one line (and the command that continues the run), then the handler devlearn's replaced
+    (``forward``: submitit's requeues the job), then exit 128 + the signal's number."""
+    signum = getattr(err, "signum", None)
+    if isinstance(err, Interrupted):
+        print(f"\ndevlearn: {err}. Continue with:\n  {resume_command(overrides, err.run_dir)}", file=sys.stderr)
+    elif isinstance(err, EvaluationInterrupted):  # the model is trained and saved: say how to evaluate it
+        print(f"\ndevlearn: {err}", file=sys.stderr)
+    else:  # before training began
+        print(f"\ndevlearn: {signal_name(signum)} before training began; nothing was saved. Run the command again.",
+              file=sys.stderr)  # fmt: skip
+    sys.stderr.flush()
+    forward(signum)
+    sys.exit(exit_code(signum))
+
+
+def _storage_failed(err: OSError, run_dir: Path, overrides: list[str]) -> None:
+    """A file the run could not write: one line saying which and why, and how to continue from the checkpoint on disk."""
+    where = Path(os.fsdecode(err.filename)) if err.filename else run_dir  # C code names files in bytes
+    message = str(err) if isinstance(err, StorageError) else str(write_error(err, where))
+    if checkpoint_file(run_dir) is not None:
+        message += f" Then continue with: {resume_command(overrides, run_dir)}"
+    fail(message, code=1)
 
 
 SINGLE_RUN_FLAGS = ("-m", "--multirun", "-c", "--cfg", "--help", "-h", "--hydra-help", "--info", "-i", "-p", "--package")
@@ -135,7 +186,7 @@ def _prepare_train(args: list[str]) -> list[str]:
     args = normalize_overrides(args)
     if any(a in SINGLE_RUN_FLAGS for a in args):
         return args
-    cfg, run_dir = prepare([a for a in args if "=" in a and not a.startswith("-")])
+    cfg, run_dir = prepare(overrides_of(args))
     if str(cfg.resume).lower() != "false":  # Hydra's job runs in the resumed folder, not a new one
         args = [a for a in args if not a.lstrip("+").startswith("hydra.run.dir=")] + [f"hydra.run.dir={run_dir}"]
     return args
@@ -191,6 +242,28 @@ def _eval(args: list[str]) -> None:
         **numbers,
     )
     print(json.dumps(results, indent=2) if "--json" in args else results["table"])
+    if results.get("not_written"):  # a read-only or full run folder: the figures are above, their file is not
+        print(f"devlearn: {results['not_written']}", file=sys.stderr)
+        sys.exit(1)
+
+
+TRAIN_USAGE = """usage: devlearn train [group=option ...] [key=value ...] [-m] [--cfg job] [--hydra-help]
+
+Train an agent (Hydra). Any key of the config below can be set: agent.total_timesteps=5000 seed=1;
+env.kwargs.* takes any argument of the env's constructor. -m sweeps comma-separated values (seed=0,1,2),
+--cfg job prints the composed config, --hydra-help lists Hydra's own options. A stop signal (SIGTERM,
+SIGUSR1, SIGUSR2) or Ctrl-C saves a checkpoint and prints the command that continues the run."""
+GROK_USAGE = """usage: devlearn grok [schedule=option] [key=value ...] [-m] [--cfg job] [--hydra-help]
+
+Grokking on modular arithmetic: one task, one schedule, n_seeds seeds (devlearn/app/grok.py)."""
+
+
+def _help(command: str, args: list[str]) -> str:
+    """``devlearn train --help`` (and grok's): the groups a user picks from and the config the overrides compose."""
+    overrides = normalize_overrides(overrides_of(args))
+    if command == "grok":
+        return help_text("grok", overrides, GROK_USAGE, ("schedule",))
+    return help_text("train", overrides, TRAIN_USAGE, HELP_GROUPS)
 
 
 def _envs(args: list[str]) -> None:
@@ -199,6 +272,9 @@ def _envs(args: list[str]) -> None:
     if any(a in ("-h", "--help") for a in args):
         print(ENVS_USAGE)
         return
+    unknown = [a for a in args if a != "--all"]
+    if unknown:
+        raise ConfigError(f"devlearn envs takes only --all; got {' '.join(unknown)!r}.")
 
     for entry in registered(include_gymnasium="--all" in args):
         line = f"{entry.id:<36} {entry.api:<10}"
@@ -223,28 +299,53 @@ def main(argv: list[str] | None = None) -> None:
         return
     command, rest = argv[0], argv[1:]
     try:
-        if command == "train":
-            check_overrides(rest)
-            hydra_args = _prepare_train(rest)
-            register_configs()
-            sys.argv = ["devlearn train", *hydra_args]
-            _train_main()
-        elif command == "grok":
-            check_grok_overrides(rest)
-            register_configs()
-            sys.argv = ["devlearn grok", *rest]
-            _grok_main()
-        elif command == "eval":
-            _eval(rest)
-        elif command == "report":
-            report_main(rest)
-        elif command == "envs":
-            _envs(rest)
-        else:
-            close = difflib.get_close_matches(command, ["train", "grok", "eval", "report", "envs"], n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"Unknown command {command!r}.{hint}\n{USAGE}")
+        with signals.answered():  # a stop signal or Ctrl-C outside training: one line (training answers its own)
+            _dispatch(command, rest)
     except (ConfigError, RegistryError) as err:
         if debug():
             raise
         fail(str(err))
+    except KeyboardInterrupt as err:
+        signum = getattr(err, "signum", None)
+        what = WHAT_STOPS.get(command, "nothing was changed")
+        print(f"\ndevlearn: {signal_name(signum)} stopped devlearn {command}; {what}.", file=sys.stderr)
+        sys.exit(exit_code(signum))
+
+
+# What a stopped command leaves (its files are written whole or not at all): the line says it, and what to do.
+WHAT_STOPS = {
+    "train": "nothing was saved before training began. Run the command again",
+    "eval": "the run is as it was and no eval file was written. Run the command again",
+    "report": "no report file was written. Run the command again",
+}
+
+
+def _dispatch(command: str, rest: list[str]) -> None:
+    """One ``devlearn`` command (errors are ``main``'s to answer)."""
+    if command in ("train", "grok") and any(a in ("-h", "--help") for a in rest):
+        print(_help(command, rest))
+    elif command == "train":
+        check_overrides(rest)
+        hydra_args = _prepare_train(rest)
+        register_configs()
+        if any(a.startswith(("hydra/launcher=", "hydra.launcher.")) for a in rest):
+            register_launchers()
+        sys.argv = ["devlearn train", *hydra_args]
+        _train_main()
+    elif command == "grok":
+        check_grok_overrides(rest)
+        if not any(a in SINGLE_RUN_FLAGS for a in rest):  # a sweep's jobs are checked as each starts
+            prepare_grok(overrides_of(rest))
+        register_configs()
+        sys.argv = ["devlearn grok", *rest]
+        _grok_main()
+    elif command == "eval":
+        _eval(rest)
+    elif command == "report":
+        report_main(rest)
+    elif command == "envs":
+        _envs(rest)
+    else:
+        close = difflib.get_close_matches(command, ["train", "grok", "eval", "report", "envs"], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"Unknown command {command!r}.{hint} Commands: train, grok, eval, report, envs (devlearn --help).")

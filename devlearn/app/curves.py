@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,11 @@ def plot_curves(groups: list[Group], path: Path, env: str) -> bool:
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), frameon=False)
     fig.suptitle(f"{env}: median over seeds, 95% bootstrap band", fontsize=11)
     fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(labels) - 1) // 3), 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    tmp = path.with_name(f".{path.name}.tmp.png")  # whole or not at all, like every file devlearn writes
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return True

@@ -14,11 +14,13 @@ from omegaconf import OmegaConf
 from devlearn.agents import make_agent, observation_wrappers
 from devlearn.agents.base import has_checkpoint
 from devlearn.agents.developmental.dynamic_eval import DynamicEvalPolicy
+from devlearn.app.checkpoints import check_checkpoint, load_checkpoint
 from devlearn.app.evaluate import evaluate_policies, format_table, run_episodes, summarize
-from devlearn.app.resume import check_checkpoint
-from devlearn.app.run import load_checkpoint
-from devlearn.config import SPLITS, ConfigError, upgrade
+from devlearn.app.resume import read_run_config
+from devlearn.app.run import trained_on
+from devlearn.config import SPLITS, ConfigError
 from devlearn.envs.vector.make import accepts_kwarg, make_vector_env
+from devlearn.errors import write_error
 from devlearn.logging.progress import EpisodeProgress
 
 
@@ -50,8 +52,9 @@ def evaluate_run(
         # one env stands in for the run's num_envs: SB3's "mini-batch size" advice is about training, not this
         warnings.filterwarnings("ignore", message="You have specified a mini-batch size")
         agent = make_agent(cfg.agent, spaces_env, int(cfg.seed), "cpu", writer=None)
+    expected = trained_on(cfg, spaces_env)
     spaces_env.close()
-    load_checkpoint(agent, run_dir)  # a truncated or corrupt checkpoint is answered in one line
+    load_checkpoint(agent, run_dir, expected)  # a corrupt checkpoint, or one of another env: one line
     if dynamic_eval:
         if not hasattr(agent, "wm") or agent.wm is None:
             raise ConfigError(
@@ -75,10 +78,24 @@ def evaluate_run(
         **summary,
         "sampled": sampled,
     }
-    out = run_dir / f"eval-{split}.json"
-    out.with_suffix(".tmp").write_text(json.dumps(results, indent=2))
-    os.replace(out.with_suffix(".tmp"), out)
-    return {**results, "table": format_table({f"{split} argmax": summary, f"{split} sampled": sampled})}
+    table = format_table({f"{split} argmax": summary, f"{split} sampled": sampled})
+    return {**results, "table": table, **_write(run_dir / f"eval-{split}.json", results)}
+
+
+def _write(out: Path, results: dict[str, Any]) -> dict[str, str]:
+    """Write ``results`` to ``out`` atomically; ``{"not_written": why}`` if the folder takes no file (read-only,
+    full): the evaluation's figures are still returned and printed, only their file is missing."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(results, indent=2))
+        os.replace(tmp, out)
+    except OSError as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # nothing to remove from a read-only folder
+            pass
+        return {"not_written": str(write_error(err, out, kept="the table above has every figure"))}
+    return {}
 
 
 def _stored_run(
@@ -86,6 +103,8 @@ def _stored_run(
 ) -> tuple[Any, dict[str, Any]]:
     """The run's config (upgraded to today's schema) and the env kwargs to evaluate ``split`` with."""
     config_file = run_dir / ".hydra" / "config.yaml"
+    if not run_dir.is_dir():
+        raise ConfigError(f"run_dir={str(run_dir)!r} does not exist (a run folder is what devlearn train writes under runs/).")
     if not config_file.is_file() or not has_checkpoint(run_dir):
         raise ConfigError(
             f"run_dir={str(run_dir)!r} is not a devlearn run with a checkpoint (needs .hydra/config.yaml and checkpoint.*)."
@@ -94,7 +113,7 @@ def _stored_run(
         raise ConfigError(f"split={split!r} is not allowed. Allowed values: {', '.join(SPLITS)}.")
     if episodes < 1:
         raise ConfigError(f"episodes={episodes} must be >= 1.")
-    cfg = upgrade(OmegaConf.load(config_file))  # an old run's keys in today's schema, in one step
+    cfg = read_run_config(run_dir)  # an old run's keys in today's schema, in one step; a corrupt file in one line
     kwargs = {**OmegaConf.to_container(cfg.env.kwargs, resolve=True), **(env_kwargs or {})}
     if kwargs.get("curriculum"):
         kwargs["curriculum"] = 0  # a training curriculum eases the task; evaluation runs the full one
@@ -124,10 +143,7 @@ def _dynamic(
     results = {"run_dir": str(run_dir), "env": cfg.env.id, "agent": cfg.agent.name, "split": split, **summary}
     results["dynamic_eval"] = {**asdict(policy.cfg), **policy.summary()}
     table = format_table({split: summary}) + "\n\n" + format_world_model_table(split, policy.summary())
-    out = run_dir / f"eval-{split}-dynamic.json"
-    out.with_suffix(".tmp").write_text(json.dumps(results, indent=2))
-    os.replace(out.with_suffix(".tmp"), out)
-    return {**results, "table": table}
+    return {**results, "table": table, **_write(run_dir / f"eval-{split}-dynamic.json", results)}
 
 
 def format_world_model_table(split: str, losses: dict[str, float]) -> str:

@@ -6,9 +6,12 @@ no folder behind; the Python API ``devlearn.train(...)`` composes the same way a
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 import sys
+import tempfile
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from devlearn.app.checks import check_run, one_line
 from devlearn.app.overrides import check_overrides
-from devlearn.app.resume import find_resumable
+from devlearn.app.resume import find_resumable, refuse_overwrite
 from devlearn.config import register_configs
 from devlearn.errors import ConfigError
 
@@ -30,8 +33,8 @@ def normalize_overrides(args: list[str]) -> list[str]:
     return [f"++{a}" if a.startswith(FREE_FORM_ADD) and "=" in a else a for a in args]
 
 
-def compose_run(overrides: list[str]) -> tuple[DictConfig, Path]:
-    """The composed ``train`` config for ``overrides`` and the run folder Hydra would create for it.
+def compose_config(config_name: str, overrides: list[str], hydra: bool = False) -> DictConfig:
+    """``configs/<config_name>.yaml`` composed with ``overrides`` (``hydra``: with Hydra's own node).
 
     Composition errors (a wrong type, an unknown group option) become a one-line ``ConfigError``.
     """
@@ -39,7 +42,7 @@ def compose_run(overrides: list[str]) -> tuple[DictConfig, Path]:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module="devlearn.configs", version_base="1.3"):
-            cfg = compose("train", overrides=overrides, return_hydra_config=True)
+            return compose(config_name, overrides=overrides, return_hydra_config=hydra)
     except Exception as err:  # Hydra's and OmegaConf's errors: the message names the key
         message = one_line(err).split(" Config search path:")[0]
         cause = err.__cause__
@@ -48,6 +51,11 @@ def compose_run(overrides: list[str]) -> tuple[DictConfig, Path]:
         raise ConfigError(message) from None
     finally:
         GlobalHydra.instance().clear()
+
+
+def compose_run(overrides: list[str]) -> tuple[DictConfig, Path]:
+    """The composed ``train`` config for ``overrides`` and the run folder Hydra would create for it."""
+    cfg = compose_config("train", overrides, hydra=True)
     try:
         run_dir = Path(str(cfg.hydra.run.dir))
     except Exception:  # hydra.run.dir interpolates env.id: a missing id is reported by check_run
@@ -60,14 +68,62 @@ def compose_run(overrides: list[str]) -> tuple[DictConfig, Path]:
 def prepare(overrides: list[str]) -> tuple[DictConfig, Path]:
     """Compose, check every value, and pick the run folder (the resumed run's, when resuming).
 
-    Nothing is created on disk: a refused run leaves no folder.
+    Nothing is created on disk: a refused run leaves no folder. ``hydra.run.dir=PATH`` names one run: resumed, it
+    is that run or a refusal; new, it must not hold a run already (its checkpoint would be overwritten).
     """
     cfg, run_dir = compose_run(overrides)
     check_run(cfg)
     if str(cfg.resume).lower() != "false":
         explicit = any(o.lstrip("+").startswith("hydra.run.dir=") for o in overrides)
         run_dir = find_resumable(cfg, run_dir.parent, run_dir if explicit else None)
+    else:
+        refuse_overwrite(run_dir)
+    check_writable(run_dir)
     return cfg, run_dir
+
+
+def check_writable(run_dir: Path) -> None:
+    """Refuse a run folder that cannot be created or written, in one line, before Hydra tries (and fails in a traceback).
+
+    Probed by creating (and removing) an empty folder in ``run_dir``'s nearest existing ancestor: that is the
+    question the filesystem answers truly, root or not (a read-only mount, /proc, a file where a folder should be).
+    """
+    existing = run_dir
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(
+            f"hydra.run.dir={run_dir} cannot be created: {existing} is a file, not a folder. Choose another hydra.run.dir."
+        )
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".devlearn-probe-", dir=existing))
+    except OSError as err:
+        why = "is on a read-only filesystem" if err.errno == errno.EROFS else f"takes no new folder ({err.strerror})"
+        raise ConfigError(
+            f"hydra.run.dir={run_dir} cannot be created: {existing} {why}. Choose a writable hydra.run.dir."
+        ) from None
+
+
+HELP_GROUPS = ("agent", "env", "memory", "schedule", "hydra/launcher", "hydra/sweeper")
+
+
+def prepare_grok(overrides: list[str]) -> None:
+    """Check ``devlearn grok``'s composed config before Hydra creates its folder (a refusal leaves none)."""
+    from devlearn.app.grok import validate_grok  # deferred: the grokking module loads torch
+
+    validate_grok(compose_config("grok", overrides))
+
+
+def help_text(config_name: str, overrides: list[str], usage: str, groups: tuple[str, ...]) -> str:
+    """``devlearn train --help``: the usage, the config groups (only the files of ``configs/``: the schemas that
+    back them are not choices) and the composed config, with ``overrides`` applied."""
+    cfg = compose_config(config_name, overrides)
+    root = resources.files("devlearn.configs")
+    lines = [usage.rstrip(), "", "== Configuration groups (group=option) =="]
+    for group in groups:
+        options = sorted(p.name.removesuffix(".yaml") for p in root.joinpath(group).iterdir() if p.name.endswith(".yaml"))
+        lines.append(f"{group}: {', '.join(options)}" + (" (and Hydra's own: --hydra-help)" if group.startswith("hydra/") else ""))
+    return "\n".join([*lines, "", "== Config ==", OmegaConf.to_yaml(cfg, resolve=False).rstrip()])
 
 
 def train(

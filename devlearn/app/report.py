@@ -15,8 +15,11 @@ learns; the median is robust to it, and the percentile bootstrap needs no normal
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ import numpy as np
 
 from devlearn.app.curves import plot_curves
 from devlearn.app.runs import NOT_GROUPED, Group, ReportError, group_runs, load_runs, override_key
+from devlearn.errors import write_error
 from devlearn.stats import CONFIDENCE, bootstrap_median_ci
 
 REPORT_USAGE = """usage: devlearn report DIR [--out OUT] [--env ID] [--resamples N]
@@ -135,6 +139,20 @@ def format_markdown(groups: list[Group], metrics: list[str], env: str, curves: s
 # ------------------------------------------------------------------------------------------------ main
 
 
+def _write_texts(out: Path, texts: dict[str, str]) -> list[str]:
+    """Write each file whole or not at all (a kill mid-write leaves the previous one); why each could not be."""
+    not_written = []
+    for name, text in texts.items():
+        try:
+            (out / f".{name}.tmp").write_text(text)
+            os.replace(out / f".{name}.tmp", out / name)
+        except OSError as err:
+            with contextlib.suppress(OSError):  # a read-only folder holds no temp file to remove
+                (out / f".{name}.tmp").unlink(missing_ok=True)
+            not_written.append(str(write_error(err, out / name)))
+    return not_written
+
+
 def report(
     root: Path, out: Path | None = None, env: str | None = None, resamples: int = 10_000
 ) -> dict[str, Any]:
@@ -158,8 +176,13 @@ def report(
     groups = group_runs(runs)
     metrics = aggregate(groups, resamples)
     out = root if out is None else out
-    out.mkdir(parents=True, exist_ok=True)
-    has_curves = plot_curves(groups, out / "curves.png", env_id)
+    not_written: list[str] = []  # a read-only or full folder: the table is printed all the same
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        has_curves = plot_curves(groups, out / "curves.png", env_id)
+    except OSError as err:
+        has_curves = False
+        not_written.append(str(write_error(err, out / "curves.png")))
     summary = {
         "root": str(root),
         "env": env_id,
@@ -178,9 +201,13 @@ def report(
         ],
         "curves": "curves.png" if has_curves else None,
     }
-    (out / "report.json").write_text(json.dumps(summary, indent=2, default=str))
-    (out / "report.md").write_text(format_markdown(groups, metrics, env_id, summary["curves"]))
+    texts = {
+        "report.json": json.dumps(summary, indent=2, default=str),
+        "report.md": format_markdown(groups, metrics, env_id, summary["curves"]),
+    }
+    not_written += _write_texts(out, texts)
     summary["console"] = format_console(groups, metrics)
+    summary["not_written"] = not_written[:1]  # one line: the first failure says why (the others share it)
     return summary
 
 
@@ -218,5 +245,8 @@ def main(args: list[str]) -> None:
     summary = report(Path(positional[0]), out, options.get("--env"), resamples)
     where = out if out is not None else Path(positional[0])
     print(summary["console"])
+    if summary["not_written"]:  # the table above is the report; say where it could not be saved, in one line
+        print(f"devlearn: {summary['not_written'][0]} The table above is the report; --out DIR writes it elsewhere.", file=sys.stderr)
+        sys.exit(1)
     written = ["report.json", "report.md"] + (["curves.png"] if summary["curves"] else [])
     print(f"\nwrote {', '.join(str(where / w) for w in written)}")

@@ -16,18 +16,22 @@ config. Keys fall in three classes:
 
 from __future__ import annotations
 
+import difflib
 import shutil
-import zipfile
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from devlearn.app.checkpoints import check_checkpoint, checkpoint_file, checkpoint_step
 from devlearn.config import upgrade
 from devlearn.errors import ConfigError
 
+__all__ = ["check_checkpoint", "checkpoint_file", "checkpoint_step", "find_resumable", "read_run_config"]
+
 FREE = (
-    "resume", "agent.total_timesteps", "log.", "device", "checkpoint_every", "max_rollbacks", "distributed.",
+    "resume", "agent.total_timesteps", "log.", "device", "checkpoint_every", "checkpoint_every_s", "max_rollbacks",
+    "distributed.",
 )  # fmt: skip
 STRUCTURAL = (
     "env.id",
@@ -83,44 +87,33 @@ def describe(diff: dict[str, tuple[Any, Any]]) -> str:
     return ", ".join(f"{k} ({old!r} -> {new!r})" for k, (old, new) in diff.items())
 
 
-def stored_config(run_dir: Path) -> DictConfig | None:
-    """The config a run folder was trained with, or None if it has none (or it is unreadable)."""
-    path = run_dir / ".hydra" / "config.yaml"
+def read_run_config(run_dir: Path) -> DictConfig:
+    """The config ``run_dir`` was trained with (its ``.hydra/config.yaml``, in today's schema), or a one-line
+    ``ConfigError`` saying why it cannot be read (missing, not YAML, not a devlearn config)."""
+    path = Path(run_dir) / ".hydra" / "config.yaml"
     if not path.is_file():
-        return None
+        raise ConfigError(f"{run_dir} has no .hydra/config.yaml: it is not a devlearn run folder (devlearn train writes one).")
     try:
         cfg = OmegaConf.load(path)
-        return upgrade(cfg) if isinstance(cfg, DictConfig) else None  # an old run's keys in today's schema
-    except Exception:  # a half-written YAML file, or a config of another devlearn, is simply not a candidate
-        return None
-
-
-def checkpoint_file(run_dir: Path) -> Path | None:
-    for name in ("checkpoint.pt", "checkpoint.zip"):
-        if (run_dir / name).is_file():
-            return run_dir / name
-    return None
-
-
-def check_checkpoint(run_dir: Path) -> None:
-    """Raise a one-line ``ConfigError`` if ``run_dir``'s checkpoint is truncated or corrupt.
-
-    Cheap structural checks only (the zip's central directory and CRCs, the .pt's zip container):
-    they catch a file cut short by a kill or a full disk before any model is built.
-    """
-    path = checkpoint_file(run_dir)
-    if path is None:
-        raise ConfigError(f"{run_dir} has no checkpoint (checkpoint.pt or checkpoint.zip).")
-    try:
-        with zipfile.ZipFile(path) as z:  # torch.save writes a zip container too
-            bad = z.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        bad = f"{type(err).__name__}: {err}"
-    if bad is not None:
+    except Exception as err:  # yaml's ParserError and ScannerError: many lines, of which the first and the mark say it
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        why = getattr(err, "problem", None) or " ".join(str(err).split())[:120]
         raise ConfigError(
-            f"{path} is truncated or corrupt ({bad}); it cannot be loaded. "
-            "Delete it to train this run from scratch, or restore it from a backup."
-        )
+            f"{path} is not valid YAML ({why}{where}): it was edited or cut short. Restore it from a copy, "
+            "or write it again with devlearn train --cfg job and the run's overrides (.hydra/overrides.yaml)."
+        ) from None
+    if not isinstance(cfg, DictConfig) or "agent" not in cfg or "name" not in cfg.get("agent", {}):
+        raise ConfigError(f"{path} is not a devlearn train config (it has no agent.name).")
+    return upgrade(cfg)  # an old run's keys in today's schema
+
+
+def stored_config(run_dir: Path) -> DictConfig | None:
+    """The config a run folder was trained with, or None if it has none (or it is unreadable)."""
+    try:
+        return read_run_config(run_dir)
+    except ConfigError:  # a half-written YAML file, or a config of another devlearn, is simply not a candidate
+        return None
 
 
 def run_folders(runs_root: Path) -> list[Path]:
@@ -149,40 +142,69 @@ def link_job_folder(job_dir: Path, run_dir: Path) -> None:
     job_dir.symlink_to(run_dir.resolve(), target_is_directory=True)
 
 
-def find_resumable(cfg: DictConfig, runs_root: Path, run_dir: Path | None = None) -> Path:
+def _named_run(cfg: DictConfig, run_dir: Path) -> Path:
+    """``hydra.run.dir=PATH resume=...``: that run, or a one-line refusal; never another folder."""
+    if checkpoint_file(run_dir) is not None:
+        return run_dir
+    mode = str(cfg.resume).lower()
+    parent = run_dir.parent
+    runs = sorted(p.name for p in parent.iterdir() if checkpoint_file(p) is not None) if parent.is_dir() else []
+    close = difflib.get_close_matches(run_dir.name, runs, n=1)
+    hint = f" Did you mean hydra.run.dir={parent / close[0]}?" if close else ""
+    what = "does not exist" if not run_dir.exists() else "holds no checkpoint (checkpoint.pt or checkpoint.zip)"
+    raise ConfigError(
+        f"hydra.run.dir={run_dir} {what}, so resume={mode} has nothing to continue there.{hint} "
+        "Drop resume to start a new run in that folder."
+    )
+
+
+def _search(cfg: DictConfig, runs_root: Path, announce: bool) -> Path:
+    """The newest run under ``runs_root`` of this env id, agent and seed with a checkpoint (the one whose config
+    matches preferred); says which it took."""
+    want = flatten(cfg)
+    candidates = []
+    for folder in run_folders(runs_root):
+        stored = stored_config(folder)
+        if stored is None or checkpoint_file(folder) is None:
+            continue
+        have = flatten(stored)
+        if all(have.get(k) == want.get(k) for k in IDENTITY):
+            candidates.append(folder)
+    of = f"env.id={cfg.env.id} agent={cfg.agent.name} seed={cfg.seed}"
+    if not candidates:
+        raise ConfigError(
+            f"resume={str(cfg.resume).lower()}, but no run of {of} with a checkpoint was found under {runs_root}. "
+            "Start without resume, or name the run with hydra.run.dir=PATH."
+        )
+    newest = lambda p: checkpoint_file(p).stat().st_mtime  # noqa: E731
+    candidates.sort(key=lambda p: (not differences(stored_config(p), cfg), newest(p)), reverse=True)
+    if announce:
+        among = f"the newest of {len(candidates)} runs of {of} there" if len(candidates) > 1 else f"the one run of {of}"
+        print(f"devlearn: resume={str(cfg.resume).lower()}: continuing {candidates[0]} ({among}; "
+              "hydra.run.dir=PATH names another)")  # fmt: skip
+    return candidates[0]
+
+
+def find_resumable(
+    cfg: DictConfig, runs_root: Path, run_dir: Path | None = None, own: Path | None = None, announce: bool = True
+) -> Path:
     """The run folder ``resume`` continues, after comparing its stored config with ``cfg``.
 
-    ``run_dir`` (an explicit ``hydra.run.dir``) is taken if it has a checkpoint. Otherwise the
-    candidates are the run folders under ``runs_root`` (``run_folders``: single runs and the jobs of
-    sweeps) whose stored config has the same env id, agent and seed; one that differs from ``cfg`` in
-    no key is preferred, the newest first.
+    ``run_dir`` (an explicit ``hydra.run.dir``) is that run or none: a folder without a checkpoint is refused in
+    one line, never replaced by a sibling. ``own`` (a sweep job's fresh folder) is taken if it has a checkpoint
+    (a requeued job), else the search. Otherwise the candidates are the run folders under ``runs_root``
+    (``run_folders``: single runs and the jobs of sweeps) whose stored config has the same env id, agent and
+    seed; one that differs from ``cfg`` in no key is preferred, the newest first, and ``announce`` prints which.
     Raises a one-line ``ConfigError`` naming the differing keys (see the module docstring).
     """
     force = str(cfg.resume).lower() == "force"
-    if run_dir is not None and checkpoint_file(run_dir) is not None:
-        candidates = [run_dir]
+    if run_dir is not None:
+        chosen = _named_run(cfg, run_dir)
+    elif own is not None and checkpoint_file(own) is not None:
+        chosen = own
     else:
-        want = flatten(cfg)
-        candidates = []
-        for folder in run_folders(runs_root):
-            stored = stored_config(folder)
-            if stored is None or checkpoint_file(folder) is None:
-                continue
-            have = flatten(stored)
-            if all(have.get(k) == want.get(k) for k in IDENTITY):
-                candidates.append(folder)
-        if not candidates:
-            raise ConfigError(
-                f"resume={str(cfg.resume).lower()}, but no run of env.id={cfg.env.id} agent={cfg.agent.name} seed={cfg.seed} "
-                f"with a checkpoint was found under {runs_root}. Start without resume, "
-                "or name the run with hydra.run.dir=PATH."
-            )
-        newest = lambda p: checkpoint_file(p).stat().st_mtime  # noqa: E731
-        candidates.sort(key=lambda p: (not differences(stored_config(p), cfg), newest(p)), reverse=True)
-    chosen = candidates[0]
-    stored = stored_config(chosen)
-    if stored is None:
-        raise ConfigError(f"{chosen} has a checkpoint but no readable .hydra/config.yaml to compare with.")
+        chosen = _search(cfg, runs_root, announce)
+    stored = read_run_config(chosen)  # a corrupt or missing config: one line saying so
     diff = differences(stored, cfg)
     structural = {k: v for k, v in diff.items() if _matches(k, STRUCTURAL)}
     if structural:
@@ -196,6 +218,17 @@ def find_resumable(cfg: DictConfig, runs_root: Path, run_dir: Path | None = None
             "resume=force continues it with the new values; resume=false starts a new run."
         )
     check_checkpoint(chosen)
-    if diff:
+    if diff and announce:
         print(f"devlearn: resume=force: continuing {chosen} with {describe(diff)}")
     return chosen
+
+
+def refuse_overwrite(run_dir: Path) -> None:
+    """A new run (``resume=false``) in a folder that holds one already would overwrite its checkpoint and config."""
+    if checkpoint_file(run_dir) is not None:
+        step = checkpoint_step(run_dir)
+        at = f" (its checkpoint is at step {step:,})" if step is not None else ""
+        raise ConfigError(
+            f"hydra.run.dir={run_dir} already holds a run{at}. resume=true continues it; "
+            "for a new run, choose another hydra.run.dir."
+        )

@@ -14,6 +14,7 @@ import copy
 import json
 import os
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +26,17 @@ from torch.utils.tensorboard import SummaryWriter
 
 from devlearn import distributed
 from devlearn.agents import make_agent, observation_wrappers
-from devlearn.app.checks import check_run, one_line
+from devlearn.app import signals
+from devlearn.app.checkpoints import checkpoint_file, checkpoint_step, load_checkpoint
+from devlearn.app.checks import check_run
 from devlearn.app.evaluate import evaluate_policies, format_table
 from devlearn.app.media import record_episode
-from devlearn.app.resume import check_checkpoint, find_resumable, link_job_folder
+from devlearn.app.resume import find_resumable, link_job_folder, refuse_overwrite
 from devlearn.app.spawn import start
 from devlearn.config import OBJECTIVES, ConfigError
 from devlearn.device import choose_backend, resolve_device
 from devlearn.envs.vector.make import accepts_kwarg, make_vector_env
-from devlearn.errors import EvaluationInterrupted, Interrupted
+from devlearn.errors import EvaluationInterrupted, Interrupted, Stopped
 from devlearn.logging.layout import HPARAM_METRICS, write_hparams, write_layout
 from devlearn.logging.runlog import Diverged, RunLog
 
@@ -52,18 +55,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.use_deterministic_algorithms(True)
         torch.set_num_threads(1)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # harmless on CPU; required by CUDA
-
-
-def load_checkpoint(agent: Any, run_dir: Path) -> None:
-    """``agent.load``, with an unreadable checkpoint answered in one line (it passed the zip check, yet fails)."""
-    check_checkpoint(run_dir)
-    try:
-        agent.load(run_dir)
-    except Exception as err:
-        raise ConfigError(
-            f"the checkpoint in {run_dir} cannot be loaded ({one_line(err)[:300]}). "
-            "It is corrupt or from an incompatible version; start a new run (resume=false)."
-        ) from None
 
 
 def _write_results(run_dir: Path, results: dict[str, Any]) -> None:
@@ -196,12 +187,17 @@ def train(cfg: DictConfig, run_dir: Path, runs_root: Path | None = None) -> dict
                 f"Allowed values here: {', '.join(allowed)}."
             )
     device = resolve_device(cfg.device)
-    resume = str(cfg.resume).lower() != "false"
+    resume = str(cfg.resume).lower() != "false" or (runs_root is not None and _requeued(run_dir))
     if resume:
-        found = find_resumable(cfg, runs_root or run_dir.parent, run_dir)
+        if runs_root is None:  # a single run: the folder named (or found and named by devlearn train), no other
+            found = find_resumable(cfg, run_dir.parent, run_dir, announce=False)
+        else:  # a sweep's job: its own folder if it holds the run (requeued), else its run by config
+            found = find_resumable(cfg, runs_root, own=run_dir)
         if runs_root is not None and found.resolve() != run_dir.resolve():
             link_job_folder(run_dir, found)
         run_dir = found
+    else:
+        refuse_overwrite(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     nproc = cfg.distributed.nproc
     if nproc > 1:  # N ranks in N processes, each running _train_rank; rank 0 writes results.json
@@ -209,6 +205,16 @@ def train(cfg: DictConfig, run_dir: Path, runs_root: Path | None = None) -> dict
         start(_train_rank, (cfg, run_dir, device, resume), nproc, backend)
         return json.loads((run_dir / "results.json").read_text())
     return _train_rank(cfg, run_dir, device, resume)
+
+
+def _requeued(job_dir: Path) -> bool:
+    """A sweep job SLURM requeued (preempted, its node lost, ``scontrol requeue``) with its first arguments: its
+    folder holds the run it began, which it continues (submitit's own requeue adds resume=true itself)."""
+    restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    if restarts and checkpoint_file(job_dir) is not None:
+        print(f"devlearn: requeued (SLURM_RESTART_COUNT={restarts}): continuing the run in {job_dir}")
+        return True
+    return False
 
 
 def _train_rank(cfg: DictConfig, run_dir: Path, device: str, resume: bool) -> dict[str, Any] | None:
@@ -230,12 +236,16 @@ def _train_rank(cfg: DictConfig, run_dir: Path, device: str, resume: bool) -> di
     wrappers = observation_wrappers(cfg.agent.name, cfg.env.id, **env_kwargs)
     num_envs = cfg.env.num_envs // world  # this rank's share (devlearn/validate.py checked that it divides)
     env = make_vector_env(cfg.env.id, num_envs, cfg.env.vectorization, wrappers, **env_kwargs)
-    writer = SummaryWriter(str(run_dir / "tb")) if main else None
+    writer = _writer(run_dir, resume) if main else None
     agent = make_agent(cfg.agent, env, seed, device, writer, cfg.get("schedule"))
     if world > 1:
         distributed.broadcast_module(agent.net)  # every rank starts from rank 0's parameters
     runlog = distributed.GatheredRunLog if world > 1 else RunLog
-    log = runlog(writer, cfg.agent.total_timesteps, cfg.log.progress_bar and main, max_rollbacks=cfg.max_rollbacks)
+    log = runlog(
+        writer, cfg.agent.total_timesteps, cfg.log.progress_bar and main, max_rollbacks=cfg.max_rollbacks,
+        checkpoint_every_s=cfg.checkpoint_every_s,
+    )  # fmt: skip
+    log.trained_on = trained_on(cfg, env)
     agent.runlog = log  # its checkpoints carry the run's counters
     if resume:
         _restore(agent, log, run_dir, cfg, seed)
@@ -248,24 +258,59 @@ def _train_rank(cfg: DictConfig, run_dir: Path, device: str, resume: bool) -> di
     train_seconds = log.train_seconds()
 
     # held-out evaluation: the figures a paper would quote, by argmax and by sampling the policy.
-    # learn() saved the final checkpoint: Ctrl-C from here on loses only the table (devlearn eval redoes it).
+    # learn() saved the final checkpoint: Ctrl-C (or a stop signal) from here on loses only the table.
     splits = eval_splits(cfg)
     try:
+        if log.stop_requested:  # it came during the last update: training is done, the evaluation is not begun
+            raise Stopped(log.stop_signal)
         results = _evaluate(cfg, agent, log, writer, env.num_envs * world, wrappers, env_kwargs, splits)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         writer.close()
         stopped = "interrupted during the final evaluation (devlearn eval evaluates the saved checkpoint)"
         _write_results(run_dir, {**_identity(cfg, device, agent, log, train_seconds), "stopped": stopped})
-        raise EvaluationInterrupted(run_dir, agent.num_timesteps, splits[-1]) from None
+        raise EvaluationInterrupted(run_dir, agent.num_timesteps, splits[-1], getattr(err, "signum", None)) from None
     results = {**_identity(cfg, device, agent, log, train_seconds), **results}
     _write_results(run_dir, results)
     _print_summary(results, log, train_seconds, run_dir)
     return results
 
 
+def _quiet_writer_thread(hook: Any) -> Any:
+    """``threading.excepthook`` that stays quiet about an OSError in TensorBoard's writer thread (a full or read-only
+    disk): the writer raises it again in the training loop at its next write, where it is answered in one line."""
+
+    def excepthook(args: Any) -> None:
+        if not (type(args.thread).__name__ == "_AsyncWriterThread" and issubclass(args.exc_type, OSError)):
+            hook(args)
+
+    excepthook.quiet_writer = True
+    return hook if getattr(hook, "quiet_writer", False) else excepthook
+
+
+def _writer(run_dir: Path, resume: bool) -> SummaryWriter:
+    """The run's TensorBoard writer; a resumed run's drops the killed session's points past its checkpoint.
+
+    Those steps are trained again from the checkpoint: without the purge, TensorBoard would draw both sessions'
+    points for them, one curve doubling back over the other.
+    """
+    step = checkpoint_step(run_dir) if resume else None
+    threading.excepthook = _quiet_writer_thread(threading.excepthook)
+    return SummaryWriter(str(run_dir / "tb"), purge_step=None if step is None else step + 1)
+
+
+def trained_on(cfg: DictConfig, env: Any) -> dict[str, str]:
+    """What a checkpoint is of (stored in it): the env id, its observation and action spaces, the agent."""
+    return {
+        "env": str(cfg.env.id),
+        "observation_space": str(env.single_observation_space),
+        "action_space": str(env.single_action_space),
+        "agent": str(cfg.agent.name),
+    }
+
+
 def _restore(agent: Any, log: RunLog, run_dir: Path, cfg: DictConfig, seed: int) -> None:
     """Continue ``run_dir``: its checkpoint (every rank loads rank 0's) and the run's counters."""
-    load_checkpoint(agent, run_dir)
+    load_checkpoint(agent, run_dir, expected=log.trained_on)
     if agent.restored_log is not None:
         log.load_state_dict(agent.restored_log)
     log.resumes += 1
@@ -284,12 +329,12 @@ def _learn(agent: Any, env: Any, log: RunLog, writer: Any, cfg: DictConfig, run_
         print(f"devlearn: training {cfg.agent.name} on {cfg.env.id} ({cfg.env.num_envs} envs, {where}) -> {run_dir}")
     log.restart_clock(agent.num_timesteps)
     try:
-        agent.learn(cfg.agent.total_timesteps, log, run_dir, cfg.checkpoint_every)
-    except KeyboardInterrupt:
+        with signals.training(log):  # a stop signal ends learn() at its next safe point, checkpoint saved
+            agent.learn(cfg.agent.total_timesteps, log, run_dir, cfg.checkpoint_every)
+    except KeyboardInterrupt as err:  # Ctrl-C, or a second stop signal: save from wherever training is
         agent.save(run_dir)  # the counters go with it: the resumed run continues them
-        if writer is not None:
-            writer.close()
-        raise Interrupted(run_dir, agent.num_timesteps) from None
+        stop = Interrupted(run_dir, agent.num_timesteps, getattr(err, "signum", None))
+        _stopped(cfg, agent, log, writer, run_dir, device, stop)
     except Diverged as err:
         if main:
             writer.close()
@@ -298,6 +343,19 @@ def _learn(agent: Any, env: Any, log: RunLog, writer: Any, cfg: DictConfig, run_
         raise
     finally:
         env.close()
+    if log.stop_requested and agent.num_timesteps < cfg.agent.total_timesteps:  # learn() saved where it stopped
+        stop = Interrupted(run_dir, agent.num_timesteps, log.stop_signal)
+        _stopped(cfg, agent, log, writer, run_dir, device, stop)
+
+
+def _stopped(
+    cfg: DictConfig, agent: Any, log: RunLog, writer: Any, run_dir: Path, device: str, err: Interrupted
+) -> None:
+    """Training stopped with its checkpoint saved: ``results.json`` gets the figures so far and why; raise ``err``."""
+    if writer is not None:  # rank 0
+        writer.close()
+        _write_results(run_dir, {**_identity(cfg, device, agent, log, log.train_seconds()), "stopped": str(err)})
+    raise err
 
 
 def _print_summary(results: dict[str, Any], log: RunLog, train_seconds: float, run_dir: Path) -> None:

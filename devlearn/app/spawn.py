@@ -8,7 +8,8 @@ parent only waits: if a rank fails, the others are stopped (they would wait fore
 Rank 0's outcome comes back through a queue as a small message, and becomes the same exception a
 single-process run raises (``ConfigError``, ``Diverged``, ``Interrupted``), so ``devlearn train``
 answers it the same way. Ctrl-C reaches rank 0 only (the other ranks ignore SIGINT): it saves the
-checkpoint and reports the step, and the parent then stops the rest.
+checkpoint and reports the step, and the parent then stops the rest. So do the stop signals (SIGTERM,
+SIGUSR1, SIGUSR2): the other ranks ignore them, and one sent to the parent alone is passed on to rank 0.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from devlearn.errors import ConfigError, Interrupted
+from devlearn.app import signals
+from devlearn.errors import ConfigError, Interrupted, Stopped
 from devlearn.logging.runlog import Diverged
 from devlearn.registry import RegistryError
 
@@ -52,6 +54,7 @@ def _rank_main(
     """One rank: join the group, run ``fn(*args)``, put ``(rank, kind, payload)`` on ``queue``."""
     if rank > 0:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is rank 0's to handle (it saves)
+        signals.ignored()  # so are the stop signals: rank 0 stops at its safe point, then the parent stops the rest
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
         WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc),
@@ -62,10 +65,11 @@ def _rank_main(
         torch.cuda.set_device(rank)
     dist.init_process_group(backend, rank=rank, world_size=nproc, timeout=TIMEOUT)
     try:
-        fn(*args)
+        with signals.answered():
+            fn(*args)
         queue.put((rank, "ok", None))
     except Interrupted as err:
-        queue.put((rank, "interrupted", (str(err.run_dir), err.step)))
+        queue.put((rank, "interrupted", (str(err.run_dir), err.step, err.signum)))
     except Diverged as err:
         queue.put((rank, "diverged", str(err)))
     except (ConfigError, RegistryError) as err:
@@ -99,8 +103,10 @@ def _wait(procs: list[Any], queue: Any) -> tuple[dict[int, tuple[str, Any]], lis
                 if interrupted_at is not None and time.time() - interrupted_at > INTERRUPT_GRACE_S:
                     break
                 time.sleep(0.1)
-            except KeyboardInterrupt:  # rank 0 got it too: wait for it to save and report
+            except KeyboardInterrupt as err:  # rank 0 got Ctrl-C too: wait for it to save and report
                 interrupted_at = interrupted_at or time.time()
+                if isinstance(err, Stopped) and procs[0].is_alive():  # a signal sent to this process alone
+                    os.kill(procs[0].pid, err.signum)  # rank 0 stops at its next safe point, saved
     finally:
         for p in procs:
             if p.is_alive():
@@ -134,8 +140,8 @@ def start(fn: Callable[..., Any], args: tuple, nproc: int, backend: str) -> None
     if kind == "ok" and not failed:
         return
     if kind == "interrupted":
-        run_dir, step = payload
-        raise Interrupted(Path(run_dir), step)
+        run_dir, step, signum = payload
+        raise Interrupted(Path(run_dir), step, signum)
     if kind == "diverged":
         raise Diverged(payload)
     if kind == "config":

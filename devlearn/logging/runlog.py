@@ -9,6 +9,11 @@ The run's counters (episodes, catastrophes, cost, rollbacks, training wall time,
 episodes) travel inside the agent's checkpoint (``state_dict`` / ``load_state_dict``), so a resumed
 run continues them instead of counting from zero. ``rollback`` stops a run whose update diverges
 ``max_rollbacks`` times in a row with ``Diverged``.
+
+The log also says when the agent checkpoints: ``checkpoint_due`` every ``checkpoint_every`` env steps or
+every ``checkpoint_every_s`` seconds, whichever comes first; and when it stops: ``request_stop`` (a
+stop signal, ``devlearn/app/signals.py``) makes ``stop_requested`` true, and the agent's learn loop
+ends at its next safe point (after an update), saving its checkpoint there.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ class RunLog:
         progress: bool = True,
         window: int = 100,
         max_rollbacks: int = 5,
+        checkpoint_every_s: float = float("inf"),
     ):
         self.writer = writer
         self.total = total_timesteps
@@ -60,6 +66,12 @@ class RunLog:
         self.recent: deque[dict[str, Any]] = deque(maxlen=window)
         self.window = window
         self.max_rollbacks = max_rollbacks
+        self.checkpoint_every_s = checkpoint_every_s  # inf: by steps only (devlearn train sets the schema's)
+        self._checkpoint_step, self._checkpoint_time = 0, time.time()  # the checkpoint on disk
+        self.stop_signal: int | None = None  # set by request_stop
+        # What the run trains on (env id, observation space; set by devlearn train): saved in the checkpoint, so a
+        # checkpoint loaded into another env's model is answered in words, not with a size mismatch.
+        self.trained_on: dict[str, str] = {}
         self.episodes_total = 0
         self.catastrophes_total = 0
         self.cost_total = 0.0
@@ -86,6 +98,7 @@ class RunLog:
             **{k: getattr(self, k) for k in COUNTERS},
             "train_seconds": self.train_seconds(),
             "recent": [{k: float(v) for k, v in ep.items() if _number(v)} for ep in self.recent],
+            "trained_on": dict(self.trained_on),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -111,6 +124,31 @@ class RunLog:
                 "and were rolled back. Try a smaller agent.learning_rate (or agent.max_grad_norm), "
                 "or raise max_rollbacks."
             )
+
+    # --- when to checkpoint, when to stop -------------------------------------------------------
+    def checkpointed(self, step: int) -> None:
+        """The checkpoint on disk now holds ``step``: both checkpoint clocks restart here."""
+        self._checkpoint_step, self._checkpoint_time = step, time.time()
+
+    def checkpoint_due(self, step: int, every: int) -> bool:
+        """Whether to checkpoint at ``step``: ``every`` env steps or ``checkpoint_every_s`` seconds since the last one.
+
+        True restarts both clocks (the caller saves now).
+        """
+        since = time.time() - self._checkpoint_time
+        # nothing new since the checkpoint (SB3 asks at the start of its first rollout): not due
+        due = step > self._checkpoint_step and (step - self._checkpoint_step >= every or since >= self.checkpoint_every_s)
+        if due:
+            self.checkpointed(step)
+        return due
+
+    def request_stop(self, signum: int) -> None:
+        """Stop at the next safe point: the learn loop ends after its current update and saves its checkpoint."""
+        self.stop_signal = signum
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.stop_signal is not None
 
     def restart_clock(self, step: int) -> None:
         """Measure steps/s from ``step`` on (after a resume, or once warm-up is over)."""

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
 from devlearn import checkpoint
@@ -117,6 +118,14 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, agent):
     )
     assert out.returncode == 0, out.stderr
     assert f"at step {saved_step:,}" in out.stdout
+    # the killed session's points past its checkpoint were dropped: the curves never double back (purge_step)
+    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if (p / "tb").is_dir()]
+    events = EventAccumulator(str(run_dir / "tb"))
+    events.Reload()
+    for tag in ("rollout/episodes_total", "time/steps_per_s"):
+        steps = [e.step for e in events.Scalars(tag)]
+        assert steps == sorted(set(steps)), (tag, steps)
+    assert len(list((run_dir / "tb").glob("events.out.tfevents.*"))) == 2  # both sessions wrote
 
 
 def _saved_steps(run_dir: Path) -> int:

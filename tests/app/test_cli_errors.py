@@ -66,7 +66,7 @@ def assert_one_line(out, message):
         (["agent.shield_tau=5"], "agent.shield_tau=5.0 must be in [0, 1]"),
         (["resume=maybe"], "resume='maybe' is not allowed. Allowed values: false, true, force."),
         (["max_rollbacks=0"], "max_rollbacks=0 must be >= 1."),
-        (["agent.n_steps=many"], "agent.n_steps=many: Value 'many' of type 'str' could not be converted to Integer"),
+        (["agent.n_steps=many"], "agent.n_steps=many must be an integer."),
         (["resume=true"], "no run of env.id=devlearn/CliffEdge-v0 agent=developmental seed=0"),
         (["env.id=nope:Env-v0"], "Cannot import module 'nope' (named before ':' in 'nope:Env-v0')"),
         (["memory=hybird"], "memory='hybird' is not allowed. Did you mean 'hybrid'? Allowed values: none, window"),

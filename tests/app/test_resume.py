@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from devlearn import checkpoint
-from devlearn.app.launch import compose_run
+from devlearn.app.launch import compose_run, prepare
 from devlearn.app.resume import check_checkpoint, differences, find_resumable
 from devlearn.errors import ConfigError
 from devlearn.logging.runlog import Diverged, RunLog
@@ -91,6 +91,52 @@ def test_no_matching_run_is_one_line(tmp_path):
     fake_run(tmp_path, "run", ["agent=ppo", "seed=1"])
     with pytest.raises(ConfigError, match="no run of env.id=devlearn/CliffEdge-v0 agent=ppo seed=0"):
         find_resumable(requested(["agent=ppo", "resume=true"]), tmp_path)
+
+
+def test_a_named_run_is_that_run_or_a_refusal_never_a_sibling(tmp_path):
+    """hydra.run.dir=ck3/typo_run resume=true once trained the run beside it; hydra.run.dir=ck/nope named ck/empty."""
+    sibling = fake_run(tmp_path, "typo_run2", ["agent=ppo"])
+    (tmp_path / "empty" / ".hydra").mkdir(parents=True)  # a folder with a config and no checkpoint
+    OmegaConf.save(requested(["agent=ppo"]), tmp_path / "empty" / ".hydra" / "config.yaml")
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    cfg = requested(["agent=ppo", "resume=true"])
+    with pytest.raises(ConfigError) as err:
+        find_resumable(cfg, tmp_path, tmp_path / "typo_run")
+    assert str(err.value) == (
+        f"hydra.run.dir={tmp_path / 'typo_run'} does not exist, so resume=true has nothing to continue there. "
+        f"Did you mean hydra.run.dir={sibling}? Drop resume to start a new run in that folder."
+    )
+    with pytest.raises(ConfigError, match=r"empty holds no checkpoint \(checkpoint.pt or checkpoint.zip\), so resume"):
+        find_resumable(cfg, tmp_path, tmp_path / "empty")
+    assert find_resumable(cfg, tmp_path, sibling) == sibling  # the folder named, when it holds a run
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before  # nothing was written anywhere
+
+
+def test_resume_alone_takes_the_newest_matching_run_and_says_which(tmp_path, capsys):
+    fake_run(tmp_path, "older", ["agent=ppo"])
+    time.sleep(0.05)
+    newer = fake_run(tmp_path, "newer", ["agent=ppo"])
+    assert find_resumable(requested(["agent=ppo", "resume=true"]), tmp_path) == newer
+    assert capsys.readouterr().out.strip() == (
+        f"devlearn: resume=true: continuing {newer} (the newest of 2 runs of env.id=devlearn/CliffEdge-v0 agent=ppo "
+        "seed=0 there; hydra.run.dir=PATH names another)"
+    )
+
+
+def test_a_new_run_in_a_folder_that_holds_one_is_refused(tmp_path):
+    run = fake_run(tmp_path, "run", ["agent=ppo"])
+    with pytest.raises(ConfigError, match=f"hydra.run.dir={run} already holds a run. resume=true continues it"):
+        prepare(["agent=ppo", f"hydra.run.dir={run}"])
+
+
+def test_a_corrupt_stored_config_is_named_with_where_its_yaml_breaks(tmp_path):
+    run = fake_run(tmp_path, "run", ["agent=ppo"])
+    (run / ".hydra" / "config.yaml").write_text("env:\n  id: [devlearn/CliffEdge-v0\nagent: {name: ppo\n")
+    with pytest.raises(ConfigError) as err:
+        find_resumable(requested(["agent=ppo", "resume=true"]), tmp_path, run)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{run}/.hydra/config.yaml is not valid YAML (")
+    assert " at line " in message and len(message) - len(str(run)) < 250, message
 
 
 @pytest.mark.parametrize("name", ["checkpoint.pt", "checkpoint.zip"])

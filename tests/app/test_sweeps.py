@@ -4,8 +4,10 @@ progress line per finished job. The Optuna search is in tests/app/test_optuna_se
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -168,3 +170,45 @@ def test_a_wrong_objective_is_refused_before_training(args, message, tmp_path):
     out = devlearn(["train", *TINY, *args], tmp_path)
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
     assert "training ppo" not in out.stdout
+
+
+def _task_pids(folder: Path) -> list[int]:
+    """The pids of the submitit task processes (``python -m submitit.core._submit``) of jobs under ``folder``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "submitit.core._submit" in cmdline and any(str(folder) in part for part in cmdline):
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.slow
+def test_submitit_requeues_a_preempted_job_and_it_resumes_its_run(tmp_path):
+    """submitit's protocol end to end, on its local executor: SIGUSR2 to the job (what SLURM sends before the time
+    limit) -> devlearn checkpoints at its next safe point -> submitit calls checkpoint() (resume=true) and requeues
+    -> the requeued job continues the run from that checkpoint to the end (~1 min on 2 cores)."""
+    plugin("hydra_submitit_launcher")
+    from devlearn.app.checkpoints import checkpoint_step  # deferred: torch, for this slow test only
+
+    sweep = tmp_path / "sweep"
+    args = ["train", "-m", *TINY[:1], *TINY[2:], "agent.total_timesteps=8192", "checkpoint_every=512",
+            "hydra/launcher=submitit_local", "hydra.launcher._target_=hydra_plugins.devlearn_launcher.LocalLauncher",
+            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    console = open(tmp_path / "console.txt", "w+")  # noqa: SIM115
+    proc = subprocess.Popen([DEVLEARN, *args], cwd=tmp_path, stdout=console, stderr=subprocess.STDOUT, text=True)
+    job = sweep / "devlearn_CliffEdge-v0-ppo-seed0-0"
+    deadline = time.time() + 300
+    while not (checkpoint_step(job) or 0) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)  # a periodic checkpoint: mid-training
+    (pid,) = _task_pids(sweep / ".submitit") or [console.seek(0) or pytest.fail(console.read())]
+    os.kill(pid, signal.SIGUSR2)
+    proc.wait(timeout=600)
+    console.seek(0)
+    assert proc.returncode == 0, console.read()
+    results = json.loads((job / "results.json").read_text())
+    assert results["resumes"] == 1 and results["env_steps"] >= 4096 and "stopped" not in results, results
+    logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*_log.*"))
+    assert "stopped by SIGUSR2 at step" in logs and "Requeued job" in logs and "resuming " in logs, logs
