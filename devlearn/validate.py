@@ -44,6 +44,7 @@ LIMITS: dict[str, tuple[float, str]] = {
     "env.num_envs": (65_536, "envs in one batch"),
     "agent.n_steps": (10**6, "steps per rollout"),
     "agent.batch_size": (10**8, "samples per minibatch"),
+    "agent.num_minibatches": (10**8, "minibatches per epoch"),
     "agent.n_epochs": (10_000, "epochs per update"),
     "max_rollbacks": (10**6, "rollbacks in a row"),
     "log.eval_episodes": (10**7, "episodes per split"),
@@ -74,13 +75,26 @@ def _validate_limits(cfg: Any) -> None:
             raise ConfigError(f"{key}={value!r} is beyond the limit of {shown} ({what}); is it a typo?")
 
 
+def _validate_minibatches(agent: Any, num_envs: int) -> None:
+    """A rollout of ``n_steps x num_envs`` transitions cannot be cut into more minibatches than it has transitions."""
+    rollout = agent.n_steps * num_envs
+    if agent.batch_size is None and agent.num_minibatches > rollout:
+        raise ConfigError(
+            f"agent.num_minibatches={agent.num_minibatches} is more than the rollout's {rollout} transitions "
+            f"(agent.n_steps={agent.n_steps} x env.num_envs={num_envs}); use at most {rollout}."
+        )
+
+
 def validate(cfg: Any) -> None:
     """Check the values of a composed config; raise ``ConfigError`` naming the key and what is allowed."""
     _validate_limits(cfg)
     _validate_run(cfg)
     agent = cfg.agent
-    for key in ("total_timesteps", "learning_rate", "n_steps", "batch_size", "n_epochs", "clip_range"):
+    for key in ("total_timesteps", "learning_rate", "n_steps", "num_minibatches", "n_epochs", "clip_range"):
         _positive(f"agent.{key}", agent[key])
+    if agent.batch_size is not None:
+        _positive("agent.batch_size", agent.batch_size)
+    _validate_minibatches(agent, cfg.env.num_envs)
     if not 0 < agent.gamma <= 1 or not 0 <= agent.gae_lambda <= 1:
         raise ConfigError("agent.gamma must be in (0, 1] and agent.gae_lambda in [0, 1].")
     _validate_intrinsic(agent)

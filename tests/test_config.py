@@ -105,3 +105,21 @@ def test_upgrade_refuses_a_key_this_devlearn_does_not_know() -> None:
     old.agent.name = "dreamer"
     with pytest.raises(ConfigError, match="dreamer"):
         upgrade(old)
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_the_minibatch_follows_the_batch_unless_batch_size_is_set(agent: str) -> None:
+    from devlearn.config import minibatch_size  # deferred: the helper under test, beside its test
+
+    cfg = composed(f"agent={agent}")
+    assert minibatch_size(cfg.agent, 8) == 256  # the CPU default, as before minibatches followed the batch
+    rollout = cfg.agent.n_steps * 1024
+    assert minibatch_size(cfg.agent, 1024) == rollout // cfg.agent.num_minibatches
+    assert minibatch_size(composed(f"agent={agent}", "agent.batch_size=100").agent, 1024) == 100
+
+
+def test_more_minibatches_than_transitions_names_the_rollout() -> None:
+    from devlearn.errors import ConfigError  # deferred: only this test raises it
+
+    with pytest.raises(ConfigError, match=r"agent.num_minibatches=9999 is more than the rollout's 512 transitions"):
+        validate(composed("agent.num_minibatches=9999"))

@@ -27,6 +27,7 @@ from devlearn.agents.developmental.net import DevelopmentalNet, Evaluation
 from devlearn.agents.developmental.ppo import gae, ppo_loss
 from devlearn.agents.developmental.replay import CatastropheReplay, replay_loss
 from devlearn.agents.developmental.rollout import RolloutBuffer, Transitions
+from devlearn.config import minibatch_size
 from devlearn.model.context import SequenceContext, Window
 from devlearn.optim import trainable
 from devlearn.schedules import ScheduleConfig, apply_schedule
@@ -212,10 +213,10 @@ class Update:
         With memory tokens, a minibatch's windows need their sub-envs' whole segment re-encoded and replayed
         (``SequenceContext.training_window``), so minibatches are cut from an order grouped by sub-env
         (sub-envs in random order, each one's transitions in random order), as sb3-contrib's RecurrentPPO
-        batches whole sequences: a minibatch replays about ``batch_size / n_steps`` sub-envs, not all of them.
+        batches whole sequences: a minibatch replays about ``num_envs / num_minibatches`` sub-envs, not all of them.
         Each is then shuffled, so its first windows (the world model's share) are a random sample of it.
         """
-        size = self.cfg.batch_size
+        size = minibatch_size(self.cfg, self.context.num_envs)
         order = torch.randperm(len(env), generator=self.gen, device=self.device)
         if self.context.memory is not None:
             env_rank = torch.randperm(self.context.num_envs, generator=self.gen, device=self.device)
@@ -275,7 +276,7 @@ class Update:
     def surprise(self, env: Tensor, j: Tensor) -> Tensor:
         """Surprise of the transitions at ``(env, j)`` under the model that acted (``SurpriseBonus``)."""
         out = []
-        size = self.cfg.batch_size
+        size = minibatch_size(self.cfg, self.context.num_envs)
         with torch.no_grad():
             for s in range(0, len(env), size):
                 w, pos = self.windows(env[s : s + size], j[s : s + size])

@@ -22,6 +22,7 @@ from torch.utils.tensorboard import SummaryWriter
 from devlearn import checkpoint
 from devlearn.agents.sb3.lagrangian import PPOLagrangian
 from devlearn.agents.sb3.vec import NoveltyBonus, SB3VecEnv
+from devlearn.config import minibatch_size
 from devlearn.logging.runlog import RunLog
 
 # Hyperparameters taken from the config on load, not the file (resume=force may change them).
@@ -114,7 +115,7 @@ class SB3Agent:
             self.venv,
             learning_rate=cfg.learning_rate,
             n_steps=cfg.n_steps,
-            batch_size=cfg.batch_size,
+            batch_size=minibatch_size(cfg, env.num_envs),
             n_epochs=cfg.n_epochs,
             gamma=cfg.gamma,
             gae_lambda=cfg.gae_lambda,

@@ -227,7 +227,8 @@ def _train_rank(cfg: DictConfig, run_dir: Path, device: str, resume: bool) -> di
     if world > 1:
         device = f"cuda:{distributed.rank()}" if device == "cuda" else device
         cfg = copy.deepcopy(cfg)
-        cfg.agent.batch_size = -(-cfg.agent.batch_size // world)  # per rank: batch_size over all ranks together
+        if cfg.agent.batch_size is not None:  # per rank: batch_size over all ranks together
+            cfg.agent.batch_size = -(-cfg.agent.batch_size // world)
     env_kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
     seed = distributed.rank_seed(cfg.seed)
     seed_everything(seed, cfg.deterministic)
